@@ -1,0 +1,187 @@
+"""The command line: `python -m core restore ...` and `python -m core estimate ...`.
+
+The contract is in ../shared/DESIGN.md. Errors are one line, `kirei: error: ...`, with a
+non-zero exit; nothing is half-written (outputs are written atomically). In a batch, a bad
+input fails alone and the others are still restored (exit 1 then).
+"""
+import argparse
+import os
+import sys
+import tempfile
+from collections import Counter
+
+from tqdm import tqdm
+
+from . import __version__, imageio
+from .devices import DEVICES, resolve_device
+from .errors import KireiError
+from .estimate import estimate_profile
+from .pipeline import METHODS, SCALES, Options, check_profile_size, restore_picture
+from .profile import load_profile, save_profile
+from .tiling import DEFAULT_TILE
+
+EXIT_FAILED_INPUTS = 1
+EXIT_USAGE = 2
+# blind removal, classical method: a batch with at least this many pictures of one size is
+# assumed to share its watermark, which is then measured from the batch itself
+BLIND_BATCH_MIN = 3
+BLIND_BATCH_MAX = 40
+
+
+def say(message):
+    print(f"kirei: {message}", file=sys.stderr)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not argparse's usage block
+        say(f"error: {message} (see `python -m core {self.prog.split()[-1]} --help`)")
+        sys.exit(EXIT_USAGE)
+
+
+def build_parser():
+    p = _Parser(prog="python -m core", description="Kirei: remove a stamped watermark and upscale anime pictures.")
+    p.add_argument("--version", action="version", version=f"kirei {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    r = sub.add_parser("restore", help="remove the watermark and upscale pictures",
+                       description="Writes OUTDIR/<stem>.png for every input: same mode, size x scale.")
+    r.add_argument("inputs", nargs="+", metavar="INPUT")
+    r.add_argument("-o", "--output", required=True, metavar="OUTDIR")
+    r.add_argument("--scale", type=int, choices=SCALES, default=2)
+    wm = r.add_mutually_exclusive_group()
+    wm.add_argument("--profile", metavar="P.png", help="the watermark's profile (from `estimate`)")
+    wm.add_argument("--no-dewatermark", action="store_true", help="upscale only")
+    r.add_argument("--method", choices=METHODS, default="classic")
+    r.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICES)} (default auto)")
+    r.add_argument("--tile", type=int, default=DEFAULT_TILE, metavar="N",
+                   help=f"tile size in input pixels, bounds memory (default {DEFAULT_TILE})")
+
+    e = sub.add_parser("estimate", help="measure the watermark shared by several pictures",
+                       description="Writes an RGBA PNG profile: RGB = watermark colour, A = opacity.")
+    e.add_argument("inputs", nargs="+", metavar="INPUT")
+    e.add_argument("-o", "--output", required=True, metavar="P.png")
+    return p
+
+
+def check_writable_folder(folder):
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise KireiError(f"can't write to the output folder {folder}: {e.strerror or e}") from None
+
+
+def _sizes(paths):
+    """Each readable input's (width, height), read from its header only."""
+    from PIL import Image
+    sizes = {}
+    for p in paths:
+        try:
+            with Image.open(p) as im:
+                sizes[p] = im.size if im.getexif().get(0x0112, 1) < 5 else im.size[::-1]
+        except (OSError, SyntaxError, ValueError):
+            pass
+    return sizes
+
+
+def _blind_profiles(paths):
+    """Classical blind removal: a profile measured from each large enough group of same-size inputs."""
+    profiles = {}
+    by_size = Counter(_sizes(paths).values())
+    sizes = _sizes(paths)
+    for size, count in by_size.items():
+        group = [p for p in paths if sizes.get(p) == size][:BLIND_BATCH_MAX]
+        if count < BLIND_BATCH_MIN:
+            say(f"blind: {count} picture(s) of {size[0]}x{size[1]}: too few to measure a watermark from "
+                f"(at least {BLIND_BATCH_MIN}); they are upscaled only. Give --profile to remove a known one.")
+            continue
+        pictures = [imageio.load_picture(p).pixels[..., :3] for p in group]
+        if any(p.shape[2] < 3 for p in pictures):
+            continue
+        profile, _ = estimate_profile(pictures)
+        if profile.alpha.max() < 0.05:
+            say(f"blind: no shared watermark found on the {count} pictures of {size[0]}x{size[1]}")
+            continue
+        profiles[size] = profile
+    return profiles
+
+
+def cmd_restore(args):
+    resolve_device(args.device)
+    if args.tile < 16:
+        raise KireiError(f"--tile must be at least 16 pixels, not {args.tile}")
+    check_writable_folder(args.output)
+    profile = load_profile(args.profile) if args.profile else None
+    blind = {}
+    if not args.profile and not args.no_dewatermark:
+        blind = _blind_profiles(args.inputs)
+    options = Options(scale=args.scale, method=args.method, device=args.device, tile=args.tile)
+    failed, written, seen = [], [], set()
+    for path in tqdm(args.inputs, desc="restoring", unit="picture", file=sys.stderr, disable=None):
+        stem = os.path.splitext(os.path.basename(path))[0]
+        out = os.path.join(args.output, stem + ".png")
+        try:
+            if out in seen:
+                raise KireiError(f"another input already writes {out}; rename one of them")
+            seen.add(out)
+            picture = imageio.load_picture(path)
+            use = profile if profile is not None else blind.get(picture.size)
+            if use is not None:
+                check_profile_size(use, *picture.size, name=path)
+            imageio.save_picture(restore_picture(picture, use, options), out)
+            written.append(out)
+        except KireiError as e:
+            failed.append(path)
+            tqdm.write(f"kirei: error: {e}", file=sys.stderr)
+        except OSError as e:
+            failed.append(path)
+            tqdm.write(f"kirei: error: {path}: can't write {out}: {e.strerror or e}", file=sys.stderr)
+    print(f"{len(written)} picture(s) written to {args.output}" +
+          (f", {len(failed)} failed" if failed else ""))
+    return EXIT_FAILED_INPUTS if failed else 0
+
+
+def cmd_estimate(args):
+    from .estimate import MIN_PICTURES
+    if len(args.inputs) < MIN_PICTURES:
+        raise KireiError(f"estimate needs at least {MIN_PICTURES} pictures that carry the same watermark, "
+                         f"got {len(args.inputs)}")
+    out_dir = os.path.dirname(os.path.abspath(args.output))
+    check_writable_folder(out_dir)
+    pictures = {}
+    for path in tqdm(args.inputs, desc="reading", unit="picture", file=sys.stderr, disable=None):
+        try:
+            pic = imageio.load_picture(path)
+            px = pic.pixels[..., :3] if pic.channels >= 3 else pic.pixels[..., :1].repeat(3, axis=2)
+            pictures[path] = px
+        except KireiError as e:
+            tqdm.write(f"kirei: error: {e} (left out)", file=sys.stderr)
+    sizes = Counter((p.shape[1], p.shape[0]) for p in pictures.values())
+    if not sizes:
+        raise KireiError("none of the inputs could be read")
+    size = sizes.most_common(1)[0][0]
+    for path, px in list(pictures.items()):
+        if (px.shape[1], px.shape[0]) != size:
+            say(f"{path}: {px.shape[1]}x{px.shape[0]}, not {size[0]}x{size[1]} like the others (left out)")
+            del pictures[path]
+    profile, kept = estimate_profile(list(pictures.values()))
+    save_profile(profile, args.output)
+    aside = [p for p, k in zip(pictures, kept) if not k]
+    for p in aside:
+        say(f"{p}: doesn't seem to carry the watermark (set aside)")
+    print(f"profile written to {args.output} ({size[0]}x{size[1]}, from {len(pictures) - len(aside)} pictures; "
+          f"peak opacity {profile.alpha.max():.2f})")
+    return 0
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        return {"restore": cmd_restore, "estimate": cmd_estimate}[args.command](args)
+    except KireiError as e:
+        say(f"error: {e}")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        say("interrupted")
+        return 130

@@ -1,0 +1,212 @@
+"""Reading and writing pictures: modes, bit depth, EXIF orientation, ICC profiles.
+
+Inside the engine a picture is float32 H x W x C in [0, 1] with C = 1 (grey), 2 (grey + alpha),
+3 (RGB) or 4 (RGBA), plus the bit depth it came in (8, 16, or 32 for float) so that the result
+is written back the same way. Pillow reads and writes 8-bit files and float TIFFs; 16-bit PNGs
+(which Pillow reduces to 8 bit in colour) go through pypng.
+"""
+import os
+import tempfile
+from dataclasses import dataclass, field
+
+import numpy as np
+import png
+from PIL import Image, ImageOps
+
+from .errors import KireiError
+
+# Pillow's modes, mapped to (channels, bit depth) and the mode to convert to before reading.
+_MODES = {
+    "1": ("L", 1, 8), "L": ("L", 1, 8), "P": (None, None, 8), "PA": ("RGBA", 4, 8),
+    "LA": ("LA", 2, 8), "La": ("LA", 2, 8), "RGB": ("RGB", 3, 8), "RGBA": ("RGBA", 4, 8),
+    "RGBa": ("RGBA", 4, 8), "RGBX": ("RGB", 3, 8), "CMYK": ("RGB", 3, 8), "YCbCr": ("RGB", 3, 8),
+    "LAB": ("RGB", 3, 8), "HSV": ("RGB", 3, 8),
+    "I;16": ("I;16", 1, 16), "I;16B": ("I;16", 1, 16), "I;16L": ("I;16", 1, 16), "I": ("I", 1, 16),
+    "F": ("F", 1, 32),
+}
+_NAMES = {1: "greyscale", 2: "greyscale+alpha", 3: "RGB", 4: "RGBA"}
+
+
+@dataclass
+class Picture:
+    pixels: np.ndarray  # H x W x C: float32 in [0, 1], or uint8/uint16 ready to write
+    bit_depth: int = 8  # 8, 16 or 32 (float)
+    icc_profile: bytes = None
+    format: str = None  # "PNG", "JPEG", ... as read; None for pictures made in memory
+    info: dict = field(default_factory=dict)
+
+    @property
+    def channels(self):
+        return self.pixels.shape[2]
+
+    @property
+    def has_alpha(self):
+        return self.channels in (2, 4)
+
+    @property
+    def size(self):
+        return self.pixels.shape[1], self.pixels.shape[0]
+
+    def describe(self):
+        depth = "float" if self.bit_depth == 32 else f"{self.bit_depth}-bit"
+        return f"{depth} {_NAMES[self.channels]} {self.format or 'picture'}"
+
+
+def to_float(array):
+    """uint8 / uint16 / float arrays to float32 in [0, 1] (H x W x C)."""
+    a = np.asarray(array)
+    if a.ndim == 2:
+        a = a[..., None]
+    if a.dtype == np.uint8:
+        return a.astype(np.float32) / 255.0
+    if a.dtype == np.uint16:
+        return a.astype(np.float32) / 65535.0
+    if np.issubdtype(a.dtype, np.floating):
+        return a.astype(np.float32)
+    raise KireiError(f"unsupported pixel type {a.dtype}: use 8- or 16-bit integers or floats")
+
+
+def from_float(array, dtype):
+    """float pixels back to dtype (uint8, uint16: rounded and clipped; floats: clipped to [0, 1])."""
+    dtype = np.dtype(dtype)
+    if dtype == np.uint8:
+        return np.clip(np.rint(array * 255.0), 0, 255).astype(np.uint8)
+    if dtype == np.uint16:
+        return np.clip(np.rint(array * 65535.0), 0, 65535).astype(np.uint16)
+    return np.clip(array, 0.0, 1.0).astype(dtype)
+
+
+def to_dtype(array, dtype):
+    """Pixels (any supported dtype) as dtype: unchanged when they already are."""
+    if array.dtype == np.dtype(dtype):
+        return array
+    return from_float(to_float(array), dtype)
+
+
+def dtype_for_bit_depth(bit_depth):
+    return {8: np.uint8, 16: np.uint16, 32: np.float32}[bit_depth]
+
+
+# EXIF orientation (1..8) as numpy operations on H x W x C arrays.
+_ORIENT = {
+    2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+    5: lambda a: np.swapaxes(a, 0, 1), 6: lambda a: np.rot90(a, -1), 7: lambda a: np.rot90(a, 1)[::-1],
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def _read_png16(path):
+    reader = png.Reader(filename=path)
+    width, height, rows, info = reader.asDirect()
+    planes = info["planes"]
+    arr = np.vstack([np.asarray(r, np.uint16) for r in rows]).reshape(height, width, planes)
+    return arr
+
+
+def load_picture(path):
+    """Read a picture file; a KireiError with the reason for anything missing, unreadable or truncated."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise KireiError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise KireiError(f"{path}: is a folder, not a picture")
+    try:
+        with Image.open(path) as im:
+            fmt = im.format
+            icc = im.info.get("icc_profile")
+            orientation = im.getexif().get(0x0112, 1)
+            im.load()
+            if fmt == "PNG" and _png16(path):
+                arr = _read_png16(path)
+                bit_depth = 16
+            else:
+                arr, bit_depth = _pillow_to_array(im)
+    except KireiError:
+        raise
+    except (OSError, SyntaxError, ValueError, png.Error) as e:
+        raise KireiError(f"{path}: can't read the picture ({_reason(e)})") from None
+    pixels = to_float(arr)
+    if orientation in _ORIENT:
+        pixels = np.ascontiguousarray(_ORIENT[orientation](pixels))
+    return Picture(pixels, bit_depth=bit_depth, icc_profile=icc, format=fmt)
+
+
+def _reason(e):
+    text = str(e) or type(e).__name__
+    if "truncated" in text:
+        return "the file is truncated"
+    if "cannot identify" in text:
+        return "not a picture file Pillow can read"
+    return text
+
+
+def _png16(path):
+    reader = png.Reader(filename=path)
+    reader.preamble()
+    return reader.bitdepth == 16
+
+
+def _pillow_to_array(im):
+    target, _, bit_depth = _MODES.get(im.mode, ("RGBA", 4, 8))
+    if im.mode == "P" or target is None:
+        target = "RGBA" if "transparency" in im.info else "RGB"
+    if im.mode in ("I", "I;16", "I;16B", "I;16L"):
+        arr = np.asarray(im.convert("I")).astype(np.int64)
+        return np.clip(arr, 0, 65535).astype(np.uint16), 16
+    if im.mode == "F":
+        return np.asarray(im, np.float32), 32
+    if im.mode != target:
+        im = im.convert(target)
+    return np.asarray(im), bit_depth
+
+
+def _atomic_target(path):
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".kirei-", suffix=".part", dir=folder)
+    os.close(fd)
+    return tmp
+
+
+def save_picture(picture, path):
+    """Write a picture as PNG (8 or 16 bit; float pictures as 16 bit), atomically.
+
+    The file appears complete or not at all: a failure leaves nothing half-written.
+    """
+    path = os.fspath(path)
+    px = picture.pixels
+    depth = 8 if picture.bit_depth == 8 else 16
+    tmp = _atomic_target(path)
+    try:
+        if depth == 8:
+            arr = to_dtype(px, np.uint8)
+            mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[px.shape[2]]
+            im = Image.fromarray(arr[..., 0] if mode == "L" else arr, mode)
+            kw = {"icc_profile": picture.icc_profile} if picture.icc_profile else {}
+            im.save(tmp, format="PNG", **kw)
+        else:
+            _write_png16(tmp, to_dtype(px, np.uint16), picture.icc_profile)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _write_png16(path, arr, icc_profile):
+    h, w, c = arr.shape
+    writer = png.Writer(width=w, height=h, greyscale=c < 3, alpha=c in (2, 4), bitdepth=16)
+    rows = arr.reshape(h, w * c)
+    if not icc_profile:
+        with open(path, "wb") as fh:
+            writer.write(fh, rows)
+        return
+    # pypng writes no iCCP chunk itself: write the PNG, then insert the chunk after IHDR
+    import io
+    import zlib
+    buf = io.BytesIO()
+    writer.write(buf, rows)
+    chunks = list(png.Reader(bytes=buf.getvalue()).chunks())
+    iccp = b"ICC Profile\x00\x00" + zlib.compress(icc_profile)
+    chunks.insert(1, (b"iCCP", iccp))
+    with open(path, "wb") as fh:
+        png.write_chunks(fh, chunks)

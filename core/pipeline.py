@@ -1,0 +1,76 @@
+"""One picture in, one restored picture out: watermark removal, then upscaling.
+
+Works on float32 H x W x C pixels (C = 1..4, alpha last when present); the command line and
+the region API for the plugins both come through here.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import imageio
+from .blend import luma
+from .dewatermark import remove_with_profile
+from .errors import KireiError
+from .tiling import DEFAULT_TILE, run_tiled
+from .upscale import LanczosUpscaler
+
+SCALES = (1, 2, 4)
+METHODS = ("classic",)
+
+
+@dataclass
+class Options:
+    scale: int = 2
+    method: str = "classic"
+    device: str = "auto"
+    tile: int = DEFAULT_TILE
+
+
+def colour_channels(channels):
+    """How many of a picture's channels are colour (the rest, if any, is its alpha)."""
+    return {1: 1, 2: 1, 3: 3, 4: 3}[channels]
+
+
+def profile_for(profile, channels):
+    """(alpha, watermark colour) of a profile, the colour reduced to grey for grey pictures."""
+    if colour_channels(channels) == 1:
+        return profile.alpha, luma(profile.color)[..., None]
+    return profile.alpha, profile.color
+
+
+def check_profile_size(profile, width, height, name="the picture"):
+    if profile.size != (width, height):
+        raise KireiError(f"{name} is {width}x{height} but the watermark profile is "
+                         f"{profile.size[0]}x{profile.size[1]}: a profile belongs to pictures of its own size")
+
+
+def remove_watermark(pixels, profile):
+    """The picture without the watermark described by `profile` (same shape; alpha untouched)."""
+    if profile is None or profile.is_empty():
+        return pixels
+    nc = colour_channels(pixels.shape[2])
+    alpha, colour = profile_for(profile, pixels.shape[2])
+    out = pixels.copy()
+    out[..., :nc] = remove_with_profile(pixels[..., :nc], alpha, colour)
+    return out
+
+
+def restore_pixels(pixels, profile=None, options=Options(), out_dtype=np.float32, progress=None):
+    """Remove the watermark (when a profile is given) and upscale; returns out_dtype pixels."""
+    if options.scale not in SCALES:
+        raise KireiError(f"scale must be one of {', '.join(map(str, SCALES))}, not {options.scale}")
+    if options.method not in METHODS:
+        raise KireiError(f"unknown method '{options.method}': choose one of {', '.join(METHODS)}")
+    pixels = imageio.to_float(pixels)
+    if profile is not None:
+        check_profile_size(profile, pixels.shape[1], pixels.shape[0])
+    clean = remove_watermark(pixels, profile)
+    return run_tiled(LanczosUpscaler(options.scale), clean, tile=options.tile, out_dtype=out_dtype,
+                     progress=progress)
+
+
+def restore_picture(picture, profile=None, options=Options()):
+    """A restored imageio.Picture: same mode and bit depth, size x scale, ICC profile kept."""
+    out = restore_pixels(picture.pixels, profile, options,
+                         out_dtype=imageio.dtype_for_bit_depth(picture.bit_depth))
+    return imageio.Picture(out, bit_depth=picture.bit_depth, icc_profile=picture.icc_profile, format="PNG")
