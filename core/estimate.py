@@ -92,51 +92,81 @@ def _support(edges, shape):
     return _box_dilate(filled, 2)
 
 
-def _refine(stack, support, steps, device="cpu"):
-    """Joint robust refinement of opacity and colour over the set (step 3 of the module doc)."""
-    torch.manual_seed(0)
-    j = torch.from_numpy(stack).permute(0, 3, 1, 2).to(device)  # N,3,H,W
-    m = torch.from_numpy(support.astype(np.float32)).to(device)[None, None]
+def _charbonnier(x, eps=1e-3):
+    return torch.sqrt(x * x + eps * eps)
+
+
+def _neighbour_pairs(support):
+    """Index pairs (p, q) of 4-neighbours, over a flattened H x W grid, that touch the support."""
     h, w = support.shape
-    # parameters: a = 0.95*sigmoid(ua) inside the support, 0 outside; W = sigmoid(uw)
-    ua = torch.full((1, 1, h, w), -2.0, device=device, requires_grad=True)
-    uw = torch.zeros((1, 3, h, w), device=device, requires_grad=True)
-    opt = torch.optim.Adam([ua, uw], lr=0.1)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.15, total_steps=steps, pct_start=0.15)
-    eps = 1e-3
+    idx = np.arange(h * w).reshape(h, w)
+    pairs = []
+    for p, q in ((idx[:, 1:], idx[:, :-1]), (idx[1:, :], idx[:-1, :])):
+        p, q = p.ravel(), q.ravel()
+        touch = support.ravel()[p] | support.ravel()[q]
+        pairs.append(np.stack([p[touch], q[touch]]))
+    return torch.from_numpy(np.concatenate(pairs, axis=1))
+
+
+def _objective(jp, jq, ap, aq, wp, wq):
+    """Robust disagreement of neighbouring pixels in the recovered pictures, plus regularisers.
+
+    With s = 1-a and r = J - a*W = s*I, neighbours p, q agree when r_p = (s_p/s_q) r_q. The
+    residual is taken in J's units (not I's) in both directions: inside a region of constant
+    opacity it doesn't depend on s at all, so nothing pulls the opacity down or up there; the
+    watermark's edges, seen through many different pictures, fix it.
+    """
+    sp, sq = 1.0 - ap, 1.0 - aq
+    rp, rq = jp - ap * wp, jq - aq * wq
+    loss = _charbonnier(rp - sp / sq * rq).mean() + _charbonnier(rq - sq / sp * rp).mean()
+    # piecewise-smooth opacity and colour (colour only matters where there is opacity)
+    loss = loss + 0.02 * _charbonnier(ap - aq).mean() + 0.01 * (ap * _charbonnier(wp - wq)).mean()
+    return loss + 0.002 * (ap.mean() + aq.mean())  # no evidence -> no watermark
+
+
+def _refine(stack, support, steps, max_lr=0.3):
+    """Joint robust refinement of opacity and colour over the set (step 3 of the module doc).
+
+    Only the support's pixels are unknowns (opacity is 0 elsewhere), and only the neighbour
+    pairs that touch them are evaluated: the cost follows the watermark's area, not the picture's.
+    """
+    torch.manual_seed(0)
+    n, h, w, _ = stack.shape
+    inside = torch.from_numpy(np.flatnonzero(support))
+    pairs = _neighbour_pairs(support)
+    slot = torch.full((h * w,), len(inside), dtype=torch.long)  # pixels outside -> a fixed zero slot
+    slot[inside] = torch.arange(len(inside))
+    sp_, sq_ = slot[pairs[0]], slot[pairs[1]]
+    j = torch.from_numpy(stack.reshape(n, h * w, 3)).permute(0, 2, 1)  # N,3,HW
+    jp, jq = j[:, :, pairs[0]], j[:, :, pairs[1]]
+    ua = torch.full((len(inside),), -2.0, requires_grad=True)
+    uw = torch.zeros((3, len(inside)), requires_grad=True)
+    opt = torch.optim.Adam([ua, uw], lr=max_lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=steps, pct_start=0.15)
 
     def fields():
-        a = 0.95 * torch.sigmoid(ua) * m
-        wc = torch.sigmoid(uw)
+        # a = 0.95*sigmoid(ua) on the support, 0 outside; W = sigmoid(uw)
+        a = torch.cat([0.95 * torch.sigmoid(ua), torch.zeros(1)])
+        wc = torch.cat([torch.sigmoid(uw), torch.ones(3, 1)], dim=1)
         return a, wc
 
-    def charb(x):
-        return torch.sqrt(x * x + eps * eps)
-
-    for step in range(steps):
+    for _ in range(steps):
         a, wc = fields()
-        s = 1.0 - a
-        r = j - a * wc  # = s * I
-        loss = 0.0
-        for dim in (2, 3):
-            n = r.shape[dim] - 1
-            rp, rq = r.narrow(dim, 1, n), r.narrow(dim, 0, n)
-            sp, sq = s.narrow(dim, 1, n), s.narrow(dim, 0, n)
-            # residuals in J-space, both directions: unbiased in s inside flat-opacity regions
-            loss = loss + charb(rp - sp / sq * rq).mean() + charb(rq - sq / sp * rp).mean()
-        tv = (charb(a[..., 1:, :] - a[..., :-1, :]).mean() + charb(a[..., :, 1:] - a[..., :, :-1]).mean())
-        tvw = ((a[..., 1:, :] * charb(wc[..., 1:, :] - wc[..., :-1, :])).mean()
-               + (a[..., :, 1:] * charb(wc[..., :, 1:] - wc[..., :, :-1])).mean())
-        total = loss + 0.02 * tv + 0.01 * tvw + 0.002 * a.mean()
+        loss = _objective(jp, jq, a[sp_], a[sq_], wc[:, sp_], wc[:, sq_])
         opt.zero_grad()
-        total.backward()
+        loss.backward()
         opt.step()
         sched.step()
-    a, wc = fields()
-    return a[0, 0].detach().cpu().numpy(), wc[0].permute(1, 2, 0).detach().cpu().numpy()
+    with torch.no_grad():
+        a, wc = fields()
+    alpha = np.zeros(h * w, np.float32)
+    color = np.ones((h * w, 3), np.float32)
+    alpha[inside.numpy()] = a[:-1].numpy()
+    color[inside.numpy()] = wc[:, :-1].T.numpy()
+    return alpha.reshape(h, w), color.reshape(h, w, 3)
 
 
-def estimate_profile(pictures, steps=400):
+def estimate_profile(pictures, steps=800):
     """A watermark Profile from a list of RGB float32 pictures (H x W x 3, all the same size)."""
     if len(pictures) < MIN_PICTURES:
         raise KireiError(f"estimating a watermark needs at least {MIN_PICTURES} pictures that carry it, "

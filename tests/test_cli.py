@@ -1,0 +1,149 @@
+"""The command-line contract of DESIGN.md, run as a user runs it: `python -m core ...` in a subprocess."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from core.blend import stamp
+from core.profile import Profile, load_profile, save_profile
+from tests.conftest import quantise, run_cli
+
+
+def _save(arr, path):
+    Image.fromarray(np.rint(arr * 255).astype(np.uint8)).save(path)
+    return path
+
+
+@pytest.fixture
+def inputs(tmp_path, stamped_set):
+    stamped, _ = stamped_set
+    return [_save(stamped[i], tmp_path / f"pic{i}.png") for i in range(3)]
+
+
+@pytest.fixture
+def profile_file(tmp_path, watermark):
+    alpha, color = watermark
+    return save_profile(Profile(alpha, color), tmp_path / "true.png") or tmp_path / "true.png"
+
+
+def _one_error_line(stderr):
+    lines = [ln for ln in stderr.splitlines() if ln.startswith("kirei: error:")]
+    assert lines, stderr
+    return lines
+
+
+def _no_partial_files(folder):
+    assert not [p for p in folder.iterdir() if p.name.startswith(".kirei-")]
+
+
+def test_restore_with_profile_removes_the_watermark(tmp_path, inputs, profile_file, stamped_set):
+    out = tmp_path / "out"
+    r = run_cli("restore", "--scale", "2", "--profile", profile_file, "-o", out, *inputs)
+    assert r.returncode == 0, r.stderr
+    _, clean = stamped_set
+    for i, p in enumerate(inputs):
+        res = np.asarray(Image.open(out / p.name), np.float32) / 255
+        assert res.shape == (320, 240, 3)
+        small = np.asarray(Image.fromarray(np.rint(res * 255).astype(np.uint8)).resize((120, 160), Image.BOX),
+                           np.float32) / 255
+        stamped = np.asarray(Image.open(p), np.float32) / 255
+        assert np.abs(small - clean[i]).mean() < 0.5 * np.abs(stamped - clean[i]).mean()
+    assert str(out) in r.stdout
+
+
+def test_scales_and_no_dewatermark(tmp_path, inputs):
+    for scale in (1, 4):
+        out = tmp_path / f"x{scale}"
+        r = run_cli("restore", "--scale", scale, "--no-dewatermark", "--device", "cpu", "--tile", 64, "-o", out,
+                    inputs[0])
+        assert r.returncode == 0, r.stderr
+        assert Image.open(out / "pic0.png").size == (120 * scale, 160 * scale)
+
+
+def test_estimate_then_restore(tmp_path, stamped_set, watermark):
+    stamped, _ = stamped_set
+    files = [_save(s, tmp_path / f"s{i}.png") for i, s in enumerate(stamped[:12])]
+    r = run_cli("estimate", "-o", tmp_path / "est.png", *files)
+    assert r.returncode == 0, r.stderr
+    with Image.open(tmp_path / "est.png") as im:
+        assert im.mode in ("RGBA", "RGBA;16") or im.format == "PNG"
+    prof = load_profile(tmp_path / "est.png")
+    assert np.abs(prof.alpha - watermark[0]).mean() < 0.03
+
+
+def test_one_bad_input_fails_alone(tmp_path, inputs):
+    (tmp_path / "junk.png").write_bytes(b"no picture here")
+    data = inputs[0].read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 3])
+    out = tmp_path / "out"
+    r = run_cli("restore", "--no-dewatermark", "-o", out, inputs[1], tmp_path / "missing.png",
+                tmp_path / "junk.png", tmp_path / "cut.png", inputs[2])
+    assert r.returncode == 1
+    errs = _one_error_line(r.stderr)
+    assert len(errs) == 3
+    assert any("missing.png: no such file" in e for e in errs)
+    assert any("junk.png" in e and "can't read" in e for e in errs)
+    assert any("cut.png" in e and "truncated" in e for e in errs)
+    assert sorted(p.name for p in out.iterdir()) == ["pic1.png", "pic2.png"]
+
+
+def test_input_size_must_match_the_profile(tmp_path, inputs, profile_file):
+    small = _save(np.zeros((50, 60, 3)), tmp_path / "small.png")
+    out = tmp_path / "out"
+    r = run_cli("restore", "--profile", profile_file, "-o", out, small, inputs[0])
+    assert r.returncode == 1
+    (err,) = _one_error_line(r.stderr)
+    assert "small.png is 60x50 but the watermark profile is 120x160" in err
+    assert [p.name for p in out.iterdir()] == ["pic0.png"]
+
+
+def test_profile_that_is_not_rgba_png(tmp_path, inputs):
+    _save(np.zeros((160, 120, 3)), tmp_path / "rgb.png")
+    out = tmp_path / "out"
+    r = run_cli("restore", "--profile", tmp_path / "rgb.png", "-o", out, *inputs)
+    assert r.returncode == 2
+    (err,) = _one_error_line(r.stderr)
+    assert "must be an RGBA PNG" in err
+    assert list(out.iterdir()) == []
+
+
+def test_unknown_and_unavailable_devices(tmp_path, inputs):
+    r = run_cli("restore", "--device", "tpu", "-o", tmp_path / "out", inputs[0])
+    assert r.returncode == 2 and "unknown device 'tpu'" in _one_error_line(r.stderr)[0]
+    missing = "cuda" if not torch.cuda.is_available() else "mps"
+    r = run_cli("restore", "--device", missing, "-o", tmp_path / "out", inputs[0])
+    assert r.returncode == 2 and f"device '{missing}' is not available" in _one_error_line(r.stderr)[0]
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_estimate_needs_two_inputs(tmp_path, inputs):
+    r = run_cli("estimate", "-o", tmp_path / "p.png", inputs[0])
+    assert r.returncode == 2 and "at least 2 pictures" in _one_error_line(r.stderr)[0]
+    assert not (tmp_path / "p.png").exists()
+
+
+def test_unwritable_output_folder(tmp_path, inputs):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("in the way")
+    r = run_cli("restore", "-o", blocker / "out", inputs[0])
+    assert r.returncode == 2 and "can't write to the output folder" in _one_error_line(r.stderr)[0]
+    r = run_cli("estimate", "-o", blocker / "p.png", *inputs)
+    assert r.returncode == 2 and "can't write to the output folder" in _one_error_line(r.stderr)[0]
+
+
+def test_usage_errors_are_one_line(tmp_path, inputs):
+    r = run_cli("restore", "--scale", "3", "-o", tmp_path / "out", inputs[0])
+    assert r.returncode == 2
+    assert len(r.stderr.strip().splitlines()) == 1 and "invalid choice" in r.stderr
+    r = run_cli("restore", "--profile", "p.png", "--no-dewatermark", "-o", tmp_path / "out", inputs[0])
+    assert r.returncode == 2 and "not allowed with" in r.stderr
+
+
+def test_blind_batch_measures_the_shared_watermark(tmp_path, stamped_set):
+    stamped, clean = stamped_set
+    files = [_save(s, tmp_path / f"b{i}.png") for i, s in enumerate(stamped[:12])]
+    out = tmp_path / "out"
+    r = run_cli("restore", "--scale", "1", "-o", out, *files)
+    assert r.returncode == 0, r.stderr
+    res = np.asarray(Image.open(out / "b0.png"), np.float32) / 255
+    assert np.abs(res - clean[0]).mean() < 0.5 * np.abs(stamped[0] - clean[0]).mean()

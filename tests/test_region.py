@@ -1,0 +1,73 @@
+"""The region API composites through the selection and aligns the profile at the region's offset."""
+import numpy as np
+import pytest
+
+from core.blend import stamp
+from core.errors import KireiError
+from core.pipeline import Options, restore_pixels
+from core.profile import Profile
+from core.region import restore_region
+from tests.conftest import picture
+
+
+def _scaled(x, s):
+    return np.repeat(np.repeat(x, s, axis=0), s, axis=1)
+
+
+@pytest.mark.parametrize("scale", [1, 2])
+def test_outside_the_selection_nothing_changes(scale):
+    rgb = (picture(64, 48, seed=3) * 255).round().astype(np.uint8)
+    mask = np.zeros((48, 64), np.float32)
+    mask[10:30, 20:50] = 1.0
+    mask[30:34, 20:50] = 0.5  # a soft edge
+    res = restore_region(rgb, mask=mask, options=Options(scale=scale))
+    x0, y0 = res.offset
+    assert (x0, y0) == (20 * scale, 10 * scale)
+    assert res.pixels.shape == (24 * scale, 30 * scale, 4) and res.pixels.dtype == np.uint8
+    # compositing the new layer over the (scaled) picture: only the selection may change
+    layer_alpha = np.zeros((48 * scale, 64 * scale), np.float32)
+    layer_alpha[y0:y0 + res.pixels.shape[0], x0:x0 + res.pixels.shape[1]] = res.pixels[..., 3] / 255.0
+    outside = _scaled(mask, scale) == 0
+    assert not layer_alpha[outside].any()
+    assert np.all(layer_alpha[_scaled(mask, scale) == 1] == 1.0)
+    soft = layer_alpha[_scaled(mask, scale) == 0.5]
+    assert np.all(np.abs(soft - 0.5) <= 1 / 255)
+
+
+def test_region_equals_the_same_part_of_the_whole_picture():
+    """Restoring a region with a profile aligned at its offset gives what restoring everything gives."""
+    w, h = 80, 60
+    rng = np.random.default_rng(0)
+    alpha = np.zeros((h, w), np.float32)
+    alpha[15:45, 10:70] = rng.uniform(0.2, 0.6, (30, 60)).astype(np.float32)
+    color = np.ones((h, w, 3), np.float32)
+    prof = Profile(alpha, color)
+    clean = picture(w, h, seed=5)
+    stamped = stamp(clean, alpha, color)
+    whole = restore_pixels(stamped, prof, Options(scale=2))
+    # the plugin sends only the layer's part at (x=24, y=8), 40x40, with a selection inside it
+    x, y = 24, 8
+    part = stamped[y:y + 40, x:x + 40]
+    mask = np.zeros((40, 40), np.float32)
+    mask[5:35, 5:35] = 1
+    res = restore_region(part, offset=(x, y), mask=mask, profile=prof, options=Options(scale=2), margin=8)
+    ox, oy = res.offset
+    assert (ox, oy) == ((x + 5) * 2, (y + 5) * 2)
+    got = res.pixels[..., :3]
+    want = whole[oy:oy + got.shape[0], ox:ox + got.shape[1]]
+    assert np.abs(got - want).max() < 1e-4
+    # and the watermark is gone: close to the clean picture, far from the stamped one
+    clean_up = restore_pixels(clean, None, Options(scale=2))[oy:oy + got.shape[0], ox:ox + got.shape[1]]
+    assert np.abs(got - clean_up).mean() < 0.005
+
+
+def test_greyscale_16bit_region_keeps_its_type():
+    grey = (picture(32, 32, seed=1)[..., :1] * 65535).astype(np.uint16)
+    res = restore_region(grey, options=Options(scale=2))
+    assert res.pixels.shape == (64, 64, 2) and res.pixels.dtype == np.uint16
+    assert np.all(res.pixels[..., 1] == 65535)
+
+
+def test_empty_selection_is_a_clear_error():
+    with pytest.raises(KireiError, match="selection is empty"):
+        restore_region(np.zeros((8, 8, 3), np.uint8), mask=np.zeros((8, 8), np.float32))
