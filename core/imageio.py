@@ -164,6 +164,10 @@ def _atomic_target(path):
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".kirei-", suffix=".part", dir=folder)
     os.close(fd)
+    # mkstemp makes the file private (0600); a written picture gets the usual umask permissions
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     return tmp
 
 

@@ -166,3 +166,24 @@ def text_watermark(width, height, text="SAMPLE", opacity=0.45, angle=30.0, fill=
 def soften(image, radius):
     """Gaussian blur of a PIL image (a cheap 'not stamped' variation for tests)."""
     return image.filter(ImageFilter.GaussianBlur(radius))
+
+
+def make_sample(folder, seed=7):
+    """Write the bundled sample: a 233x330 preview stamped with SAMPLE, its profile, and the truth.
+
+    sample.png (stamped, 8-bit, like a studio's preview), sample-profile.png (the stamp's exact
+    profile) and sample-truth.png (the clean picture at 466x660, for before/after comparisons).
+    """
+    import os
+
+    from .blend import stamp
+    from .imageio import Picture, save_picture
+    from .profile import Profile, save_profile
+
+    os.makedirs(folder, exist_ok=True)
+    truth = anime_picture(466, 660, seed=seed)
+    small = np.asarray(truth.resize((233, 330), Image.BICUBIC), np.float32) / 255.0
+    alpha, color = text_watermark(233, 330, text="SAMPLE", opacity=0.45, angle=35)
+    save_picture(Picture(stamp(small, alpha, color)), os.path.join(folder, "sample.png"))
+    save_profile(Profile(alpha, color), os.path.join(folder, "sample-profile.png"))
+    truth.save(os.path.join(folder, "sample-truth.png"))

@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""Set up Kirei on this machine: the engine's Python environment (a virtual environment inside
+the project, .venv), with its dependencies from pyproject.toml.
+
+    python3 install.py            # set up (or update) the engine's environment
+
+Standard library only, so that it runs on any Python 3 before anything is installed.
+Installing the plugins into GIMP's and Krita's profile folders lands with the plugins.
+"""
+import argparse
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+
+PROJECT = os.path.dirname(os.path.abspath(__file__))
+VENV = os.path.join(PROJECT, ".venv")
+STAMP = os.path.join(VENV, ".kirei-installed")
+MIN_PYTHON = (3, 10)
+
+
+def venv_python():
+    if os.name == "nt":
+        return os.path.join(VENV, "Scripts", "python.exe")
+    return os.path.join(VENV, "bin", "python")
+
+
+def _wanted(extras):
+    """What the environment should hold: pyproject.toml's contents and the extras asked for."""
+    with open(os.path.join(PROJECT, "pyproject.toml"), "rb") as fh:
+        digest = hashlib.sha256(fh.read()).hexdigest()
+    return f"{digest} {','.join(sorted(extras))}"
+
+
+def ensure_core_env(extras=(), quiet=False):
+    """Create .venv and install the engine's dependencies, unless it already holds what is wanted.
+
+    Returns the environment's Python.
+    """
+    if sys.version_info < MIN_PYTHON:
+        sys.exit(f"Kirei needs Python {'.'.join(map(str, MIN_PYTHON))} or newer; this is {sys.version.split()[0]}")
+    log = (lambda *a: None) if quiet else (lambda *a: print("install:", *a, flush=True))
+    if not os.path.exists(venv_python()):
+        log(f"creating the engine's environment in {VENV}")
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    wanted = _wanted(extras)
+    if os.path.exists(STAMP):
+        with open(STAMP) as fh:
+            if fh.read() == wanted:
+                return venv_python()
+    spec = "." + (f"[{','.join(sorted(extras))}]" if extras else "")
+    log(f"installing the engine's dependencies ({spec}); the first time this downloads torch")
+    cmd = [venv_python(), "-m", "pip", "install", "--quiet", "--editable", spec]
+    if subprocess.call(cmd, cwd=PROJECT) != 0:
+        sys.exit("install: pip failed (see above); nothing else was changed")
+    with open(STAMP, "w") as fh:
+        fh.write(wanted)
+    return venv_python()
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.parse_args(argv)
+    py = ensure_core_env()
+    print(f"Kirei's engine is ready: {py} -m core --help")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
