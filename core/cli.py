@@ -63,6 +63,31 @@ def build_parser():
     return p
 
 
+PICTURE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+
+
+def expand_inputs(inputs):
+    """Inputs as given, with each folder replaced by the pictures in it (sorted by name)."""
+    out = []
+    for path in inputs:
+        if os.path.isdir(path):
+            found = sorted(os.path.join(path, f) for f in os.listdir(path)
+                           if f.lower().endswith(PICTURE_EXTENSIONS) and not f.startswith("."))
+            if not found:
+                say(f"{path}: a folder with no pictures in it")
+            out.extend(found)
+        else:
+            out.append(path)
+    return out
+
+
+def _same_file(a, b):
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def check_writable_folder(folder):
     try:
         os.makedirs(folder, exist_ok=True)
@@ -108,6 +133,9 @@ def _blind_profiles(paths):
 
 
 def cmd_restore(args):
+    args.inputs = expand_inputs(args.inputs)
+    if not args.inputs:
+        raise KireiError("no pictures to restore")
     resolve_device(args.device)
     if args.tile < 16:
         raise KireiError(f"--tile must be at least 16 pixels, not {args.tile}")
@@ -124,6 +152,8 @@ def cmd_restore(args):
         try:
             if out in seen:
                 raise KireiError(f"another input already writes {out}; rename one of them")
+            if _same_file(out, path):
+                raise KireiError(f"{path}: the output would overwrite this input; choose another -o folder")
             seen.add(out)
             picture = imageio.load_picture(path)
             use = profile if profile is not None else blind.get(picture.size)
@@ -137,6 +167,12 @@ def cmd_restore(args):
         except OSError as e:
             failed.append(path)
             tqdm.write(f"kirei: error: {path}: can't write {out}: {e.strerror or e}", file=sys.stderr)
+        except MemoryError:
+            failed.append(path)
+            tqdm.write(f"kirei: error: {path}: out of memory; try a smaller --tile", file=sys.stderr)
+        except Exception as e:  # an engine bug must not take the rest of the batch down
+            failed.append(path)
+            tqdm.write(f"kirei: error: {path}: unexpected failure ({type(e).__name__}: {e})", file=sys.stderr)
     print(f"{len(written)} picture(s) written to {args.output}" +
           (f", {len(failed)} failed" if failed else ""))
     return EXIT_FAILED_INPUTS if failed else 0
@@ -144,6 +180,9 @@ def cmd_restore(args):
 
 def cmd_estimate(args):
     from .estimate import MIN_PICTURES
+    args.inputs = expand_inputs(args.inputs)
+    if any(_same_file(args.output, p) for p in args.inputs):
+        raise KireiError(f"the profile {args.output} would overwrite one of the inputs")
     if len(args.inputs) < MIN_PICTURES:
         raise KireiError(f"estimate needs at least {MIN_PICTURES} pictures that carry the same watermark, "
                          f"got {len(args.inputs)}")

@@ -147,3 +147,13 @@ def test_blind_batch_measures_the_shared_watermark(tmp_path, stamped_set):
     assert r.returncode == 0, r.stderr
     res = np.asarray(Image.open(out / "b0.png"), np.float32) / 255
     assert np.abs(res - clean[0]).mean() < 0.5 * np.abs(stamped[0] - clean[0]).mean()
+
+
+def test_folder_inputs_and_never_overwriting_an_input(tmp_path, inputs):
+    r = run_cli("restore", "--no-dewatermark", "--scale", "1", "-o", tmp_path / "out", tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["pic0.png", "pic1.png", "pic2.png"]
+    before = inputs[0].read_bytes()
+    r = run_cli("restore", "--no-dewatermark", "-o", tmp_path, inputs[0])
+    assert r.returncode == 1 and "would overwrite this input" in _one_error_line(r.stderr)[0]
+    assert inputs[0].read_bytes() == before
