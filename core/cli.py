@@ -204,7 +204,9 @@ def cmd_estimate(args):
         if (px.shape[1], px.shape[0]) != size:
             say(f"{path}: {px.shape[1]}x{px.shape[0]}, not {size[0]}x{size[1]} like the others (left out)")
             del pictures[path]
-    profile, kept = estimate_profile(list(pictures.values()))
+    with tqdm(total=100, desc="measuring", unit="%", file=sys.stderr, disable=None) as bar:
+        profile, kept = estimate_profile(list(pictures.values()),
+                                         progress=lambda f: bar.update(round(f * 100) - bar.n))
     save_profile(profile, args.output)
     aside = [p for p, k in zip(pictures, kept) if not k]
     for p in aside:

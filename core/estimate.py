@@ -12,12 +12,14 @@ Every picture is J_k = a*W + (1-a)*I_k with the same opacity a and colour W. Thr
 """
 import numpy as np
 import scipy.fft
+import scipy.ndimage as ndi
 import torch
 
 from .errors import KireiError
 from .profile import Profile
 
 MIN_PICTURES = 2
+MIN_CONTOUR_PIXELS = 30  # smaller connected edge specks in the median are the pictures' own
 
 
 def _gradients(x):
@@ -57,25 +59,23 @@ def _box_dilate(mask, radius):
     return t[0, 0].numpy() > 0
 
 
-def watermark_edges(stack):
-    """Median gradients over the set (H x W x 3 each) and an edge map of where they are strong."""
+def median_gradients(stack):
+    """Each picture's gradients (N x H x W x 3, twice), their median over the set, and its strong edges."""
     gx, gy = _gradients(stack)
     mx, my = np.median(gx, axis=0), np.median(gy, axis=0)
     mag = np.sqrt((mx ** 2 + my ** 2).sum(-1))
-    # noise floor from the pictures themselves: most pixels carry no watermark edge
+    # noise floor from the set itself: most pixels carry no watermark edge
     floor = max(float(np.percentile(mag, 90)) * 2.0, 0.01)
-    return mx, my, mag > floor
+    return gx, gy, mx, my, mag > floor
 
 
-def carries_watermark(stack, edges):
-    """Which pictures follow the watermark's edges (robust z-score of their agreement)."""
-    gx, gy = _gradients(stack)
-    mx, my = np.median(gx, axis=0), np.median(gy, axis=0)
+def carries_watermark(gx, gy, mx, my, edges):
+    """Which pictures follow the watermark's edges: cosine agreement with the median, vs the set's."""
     if edges.sum() < 10:
-        return np.ones(len(stack), bool)
+        return np.ones(len(gx), bool)
     ref = np.concatenate([mx[edges].ravel(), my[edges].ravel()])
     scores = []
-    for k in range(len(stack)):
+    for k in range(len(gx)):
         v = np.concatenate([gx[k][edges].ravel(), gy[k][edges].ravel()])
         scores.append(float(np.dot(v, ref) / (np.linalg.norm(v) * np.linalg.norm(ref) + 1e-12)))
     scores = np.array(scores)
@@ -83,13 +83,23 @@ def carries_watermark(stack, edges):
     return scores > min(0.5 * med, med - 0.2)
 
 
-def _support(edges, shape):
-    """Pixels that may carry the watermark: its edges, dilated, with the holes inside letters filled."""
+def watermark_support(mx, my, edges):
+    """Pixels that may carry the watermark: around its contours, and inside them.
+
+    A watermark's edges are long connected contours; the pictures' own structure, where a few
+    of them happen to agree, leaves scattered specks in the median, which are dropped. The
+    Poisson reconstruction of the median gradients on the edges is the matted watermark; where
+    it stands clearly off the background it marks the watermark too (flat insides of letters
+    and logos whose outline alone wouldn't enclose them).
+    """
+    labels, n = ndi.label(edges, structure=np.ones((3, 3)))
+    sizes = ndi.sum(edges, labels, index=np.arange(1, n + 1))
+    contours = np.isin(labels, 1 + np.flatnonzero(sizes >= MIN_CONTOUR_PIXELS))
+    matted = poisson_reconstruct(mx * edges[..., None], my * edges[..., None])
     near = _box_dilate(edges, 3)
-    # fill enclosed holes: flood the background from the border through pixels not near an edge
-    import scipy.ndimage as ndi
-    filled = ndi.binary_fill_holes(near)
-    return _box_dilate(filled, 2)
+    background = np.median(matted[~near], axis=0) if (~near).any() else 0.0
+    strong = np.abs(matted - background).max(-1) > 0.05
+    return _box_dilate(ndi.binary_fill_holes(_box_dilate(contours | strong, 2)), 2)
 
 
 def _charbonnier(x, eps=1e-3):
@@ -124,7 +134,7 @@ def _objective(jp, jq, ap, aq, wp, wq):
     return loss + 0.002 * (ap.mean() + aq.mean())  # no evidence -> no watermark
 
 
-def _refine(stack, support, steps, max_lr=0.3):
+def _refine(stack, support, steps, max_lr=0.3, progress=None):
     """Joint robust refinement of opacity and colour over the set (step 3 of the module doc).
 
     Only the support's pixels are unknowns (opacity is 0 elsewhere), and only the neighbour
@@ -150,13 +160,15 @@ def _refine(stack, support, steps, max_lr=0.3):
         wc = torch.cat([torch.sigmoid(uw), torch.ones(3, 1)], dim=1)
         return a, wc
 
-    for _ in range(steps):
+    for step in range(steps):
         a, wc = fields()
         loss = _objective(jp, jq, a[sp_], a[sq_], wc[:, sp_], wc[:, sq_])
         opt.zero_grad()
         loss.backward()
         opt.step()
         sched.step()
+        if progress and step % 20 == 19:
+            progress((step + 1) / steps)
     with torch.no_grad():
         a, wc = fields()
     alpha = np.zeros(h * w, np.float32)
@@ -166,8 +178,11 @@ def _refine(stack, support, steps, max_lr=0.3):
     return alpha.reshape(h, w), color.reshape(h, w, 3)
 
 
-def estimate_profile(pictures, steps=800):
-    """A watermark Profile from a list of RGB float32 pictures (H x W x 3, all the same size)."""
+def estimate_profile(pictures, steps=800, progress=None):
+    """A watermark Profile, and which pictures carry it, from RGB float32 pictures (H x W x 3, one size).
+
+    progress, if given, is called with the fraction done.
+    """
     if len(pictures) < MIN_PICTURES:
         raise KireiError(f"estimating a watermark needs at least {MIN_PICTURES} pictures that carry it, "
                          f"got {len(pictures)}")
@@ -176,12 +191,13 @@ def estimate_profile(pictures, steps=800):
         raise KireiError("the pictures to estimate from must all have the same size, got "
                          + ", ".join(f"{w}x{h}" for h, w in sorted(shapes)))
     stack = np.stack([p[..., :3] for p in pictures]).astype(np.float32)
-    _, _, edges = watermark_edges(stack)
-    keep = carries_watermark(stack, edges)
+    grads = median_gradients(stack)
+    keep = carries_watermark(*grads)
     if keep.sum() >= MIN_PICTURES and not keep.all():
         stack = stack[keep]
-        _, _, edges = watermark_edges(stack)
-    support = _support(edges, stack.shape[1:3])
-    alpha, color = _refine(stack, support, steps)
+        grads = median_gradients(stack)
+    support = watermark_support(*grads[2:])
+    del grads
+    alpha, color = _refine(stack, support, steps, progress=progress)
     alpha[alpha < 0.01] = 0.0
     return Profile(alpha=alpha.astype(np.float32), color=color.astype(np.float32)), keep
