@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """Set up Kirei on this machine: the engine's Python environment (a virtual environment inside
-the project, .venv), with its dependencies from pyproject.toml.
+the project, .venv) with its dependencies from pyproject.toml, and the worker's settings in the
+user's config folder (which Python runs the engine), where the plugins' client finds them.
 
-    python3 install.py            # set up (or update) the engine's environment
+    python3 install.py            # set up (or update) the engine and the worker's settings
 
 Standard library only, so that it runs on any Python 3 before anything is installed.
 Installing the plugins into GIMP's and Krita's profile folders lands with the plugins.
 """
 import argparse
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -59,11 +61,33 @@ def ensure_core_env(extras=(), quiet=False):
     return venv_python()
 
 
+def write_worker_settings(python):
+    """settings.json in the user's config folder: how the plugins start the engine's worker."""
+    sys.path.insert(0, PROJECT)
+    from core.client import config_dir  # standard library only, like this script
+    folder = config_dir()
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, "settings.json")
+    settings = {"python": python, "project": PROJECT}
+    try:
+        with open(path) as fh:
+            old = json.load(fh)
+    except (OSError, ValueError):
+        old = {}
+    if {k: old.get(k) for k in settings} != settings:
+        old.update(settings)
+        with open(path, "w") as fh:
+            json.dump(old, fh, indent=1)
+    return path
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.parse_args(argv)
     py = ensure_core_env()
+    settings = write_worker_settings(py)
     print(f"Kirei's engine is ready: {py} -m core --help")
+    print(f"worker settings: {settings}")
     return 0
 
 

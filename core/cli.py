@@ -18,6 +18,7 @@ from .errors import KireiError
 from .estimate import estimate_profile
 from .pipeline import METHODS, SCALES, Options, check_profile_size, restore_picture
 from .profile import load_profile, save_profile
+from .protocol import DEFAULT_MAX_BODY_MB, DEFAULT_MAX_PIXELS
 from .tiling import DEFAULT_TILE
 
 EXIT_FAILED_INPUTS = 1
@@ -34,7 +35,8 @@ def say(message):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, not argparse's usage block
-        say(f"error: {message} (see `python -m core {self.prog.split()[-1]} --help`)")
+        command = self.prog.split()[-1]
+        say(f"error: {message} (see `python -m core{'' if command == 'core' else ' ' + command} --help`)")
         sys.exit(EXIT_USAGE)
 
 
@@ -60,6 +62,18 @@ def build_parser():
                        description="Writes an RGBA PNG profile: RGB = watermark colour, A = opacity.")
     e.add_argument("inputs", nargs="+", metavar="INPUT")
     e.add_argument("-o", "--output", required=True, metavar="P.png")
+
+    v = sub.add_parser("serve", help="run the worker that GIMP and Krita talk to (HTTP, see docs/protocol.md)",
+                       description="Prints the URL it listens on as its first line of output.")
+    v.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")
+    v.add_argument("--port", type=int, default=0, help="port (default 0: any free one)")
+    v.add_argument("--token-file", metavar="F",
+                   help="file holding the bearer token (made, mode 0600, if missing; default: the config folder's)")
+    v.add_argument("--idle-exit", type=float, default=0, metavar="SECONDS",
+                   help="exit after this long without requests or jobs (default 0: never)")
+    v.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICES)} (default auto)")
+    v.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="largest region, in pixels")
+    v.add_argument("--max-body-mb", type=int, default=DEFAULT_MAX_BODY_MB, help="largest request, in MiB")
     return p
 
 
@@ -216,10 +230,16 @@ def cmd_estimate(args):
     return 0
 
 
+def cmd_serve(args):
+    from .server import serve  # aiohttp is only needed here
+    return serve(host=args.host, port=args.port, token_file=args.token_file, idle_exit=args.idle_exit,
+                 device=args.device, max_pixels=args.max_pixels, max_body_mb=args.max_body_mb)
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
-        return {"restore": cmd_restore, "estimate": cmd_estimate}[args.command](args)
+        return {"restore": cmd_restore, "estimate": cmd_estimate, "serve": cmd_serve}[args.command](args)
     except KireiError as e:
         say(f"error: {e}")
         return EXIT_USAGE

@@ -5,6 +5,7 @@ Inside the engine a picture is float32 H x W x C in [0, 1] with C = 1 (grey), 2 
 is written back the same way. Pillow reads and writes 8-bit files and float TIFFs; 16-bit PNGs
 (which Pillow reduces to 8 bit in colour) go through pypng.
 """
+import io
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -95,36 +96,38 @@ _ORIENT = {
 }
 
 
-def _read_png16(path):
-    reader = png.Reader(filename=path)
+def _read_png16(reader):
     width, height, rows, info = reader.asDirect()
     planes = info["planes"]
     arr = np.vstack([np.asarray(r, np.uint16) for r in rows]).reshape(height, width, planes)
     return arr
 
 
-def load_picture(path):
-    """Read a picture file; a KireiError with the reason for anything missing, unreadable or truncated."""
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise KireiError(f"{path}: no such file")
-    if os.path.isdir(path):
-        raise KireiError(f"{path}: is a folder, not a picture")
+def load_picture(source):
+    """Read a picture from a path (or from a file's bytes); a KireiError with the reason for anything
+    missing, unreadable or truncated."""
+    if isinstance(source, (bytes, bytearray)):
+        name, data = "the picture", bytes(source)
+    else:
+        name, data = os.fspath(source), None
+        if not os.path.exists(name):
+            raise KireiError(f"{name}: no such file")
+        if os.path.isdir(name):
+            raise KireiError(f"{name}: is a folder, not a picture")
+    png_reader = (lambda: png.Reader(bytes=data)) if data is not None else (lambda: png.Reader(filename=name))
     try:
-        with Image.open(path) as im:
+        with Image.open(io.BytesIO(data) if data is not None else name) as im:
             fmt = im.format
             icc = im.info.get("icc_profile")
             orientation = im.getexif().get(0x0112, 1)
             im.load()
-            if fmt == "PNG" and _png16(path):
-                arr = _read_png16(path)
+            if fmt == "PNG" and _png16(png_reader()):
+                arr = _read_png16(png_reader())
                 bit_depth = 16
             else:
                 arr, bit_depth = _pillow_to_array(im)
-    except KireiError:
-        raise
     except (OSError, SyntaxError, ValueError, png.Error) as e:
-        raise KireiError(f"{path}: can't read the picture ({_reason(e)})") from None
+        raise KireiError(f"{name}: can't read the picture ({_reason(e)})") from None
     pixels = to_float(arr)
     if orientation in _ORIENT:
         pixels = np.ascontiguousarray(_ORIENT[orientation](pixels))
@@ -140,8 +143,7 @@ def _reason(e):
     return text
 
 
-def _png16(path):
-    reader = png.Reader(filename=path)
+def _png16(reader):
     reader.preamble()
     return reader.bitdepth == 16
 
@@ -205,7 +207,6 @@ def _write_png16(path, arr, icc_profile):
             writer.write(fh, rows)
         return
     # pypng writes no iCCP chunk itself: write the PNG, then insert the chunk after IHDR
-    import io
     import zlib
     buf = io.BytesIO()
     writer.write(buf, rows)

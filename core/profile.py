@@ -41,9 +41,17 @@ class Profile:
 
 def load_profile(path):
     """Read a profile PNG; a clear KireiError if it isn't an RGBA PNG."""
-    pic = imageio.load_picture(path)
+    return _from_picture(imageio.load_picture(path), path)
+
+
+def profile_from_png(data):
+    """A profile from a PNG file's bytes (as the worker receives it)."""
+    return _from_picture(imageio.load_picture(data), "the watermark profile")
+
+
+def _from_picture(pic, name):
     if pic.format != "PNG" or pic.channels != 4:
-        raise KireiError(f"{path}: a watermark profile must be an RGBA PNG "
+        raise KireiError(f"{name}: a watermark profile must be an RGBA PNG "
                          f"(RGB = colour, A = opacity), this is a {pic.describe()}")
     px = pic.pixels
     return Profile(alpha=np.ascontiguousarray(px[..., 3]), color=np.ascontiguousarray(px[..., :3]))

@@ -38,3 +38,43 @@ def run_cli(*args, cwd=ROOT, timeout=600):
     """`python -m core ARGS` in a real subprocess; returns the CompletedProcess."""
     return subprocess.run([sys.executable, "-m", "core", *map(str, args)], cwd=cwd, capture_output=True,
                           text=True, timeout=timeout)
+
+
+class RunningWorker:
+    """A real `python -m core serve` process on 127.0.0.1, and what a client needs to reach it."""
+
+    def __init__(self, folder, *args):
+        import select
+        self.token_file = os.path.join(str(folder), "token")
+        self.log_path = os.path.join(str(folder), "worker.log")
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "core", "serve", "--token-file", self.token_file,
+                                          *map(str, args)], cwd=ROOT, stdout=subprocess.PIPE, stderr=log)
+        ready, _, _ = select.select([self.proc.stdout], [], [], 120)
+        line = self.proc.stdout.readline().decode() if ready else ""
+        if not line.startswith("http://"):
+            self.stop()
+            raise RuntimeError(f"worker didn't start: {line!r} {open(self.log_path).read()[-2000:]}")
+        self.url = line.strip()
+        with open(self.token_file) as fh:
+            self.token = fh.read().strip()
+
+    def client(self, **kw):
+        from core.client import Client
+        return Client(url=self.url, token=self.token, **kw)
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(30)
+        self.proc.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory):
+    w = RunningWorker(tmp_path_factory.mktemp("worker"))
+    yield w
+    w.stop()

@@ -1,0 +1,407 @@
+# -*- coding: utf-8 -*-
+"""Kirei's client: how GIMP and Krita reach the engine's worker (`python -m core serve`).
+
+Standard library only, and runs on Python 2.7 (GIMP 2.10) as well as 3.8+ (GIMP 3, Krita):
+no f-strings, no annotations. The plugins carry this very file (a symbolic link in the source
+tree, copied with `cp -rL`), so it must not import anything else from `core`.
+
+    client = Client.from_environment()      # KIREI_SERVER_URL + KIREI_TOKEN_FILE, or a local worker
+    result = client.restore(pixels, width, height, channels, "uint8", scale=2, watermark="blind",
+                            progress=lambda f: ..., cancel=threading.Event())
+
+A local worker is started on demand with the engine's Python (from settings.json, written by
+install.py), recorded in the user's config folder (URL, pid, token file) and reused by later
+calls until it exits after an idle period. The wire format is in docs/protocol.md.
+"""
+from __future__ import print_function
+
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+try:  # Python 3
+    from urllib.error import HTTPError, URLError
+    from urllib.request import Request, urlopen
+    from http.client import HTTPException
+except ImportError:  # Python 2.7
+    from urllib2 import HTTPError, Request, URLError, urlopen
+    from httplib import HTTPException
+
+PROTOCOL = 1
+JOB_TYPE = "application/x-kirei-job"
+RESULT_TYPE = "application/x-kirei-result"
+DTYPES = {"uint8": 1, "uint16": 2, "float32": 4}
+WATERMARK_MODES = ("blind", "profile", "none")
+DEFAULT_IDLE_EXIT = 600
+START_TIMEOUT = 120.0  # a first start imports torch, which can take a while on a cold disk
+POLL_SECONDS = 0.5
+
+
+class KireiClientError(Exception):
+    """A failure with a message for the user of GIMP or Krita."""
+
+
+class CoreNotInstalled(KireiClientError):
+    pass
+
+
+class WorkerStartFailed(KireiClientError):
+    pass
+
+
+class WorkerGone(KireiClientError):
+    pass
+
+
+class VersionMismatch(KireiClientError):
+    pass
+
+
+class JobFailed(KireiClientError):
+    pass
+
+
+class Cancelled(KireiClientError):
+    pass
+
+
+class TimedOut(KireiClientError):
+    pass
+
+
+# ------------------------------------------------------------------ framing
+def pack(header, blobs=()):
+    """A message: 4-byte big-endian header length, the header as UTF-8 JSON, then the blobs."""
+    head = json.dumps(header, sort_keys=True).encode("utf-8")
+    return b"".join([struct.pack(">I", len(head)), head] + [bytes(b) for b in blobs])
+
+
+def unpack(body, max_header=65536):
+    """(header dict, payload bytes) of a message; ValueError with the reason when malformed."""
+    if len(body) < 4:
+        raise ValueError("the body is too short to hold a header")
+    (n,) = struct.unpack(">I", body[:4])
+    if n > max_header or n > len(body) - 4:
+        raise ValueError("the header length (%d bytes) doesn't fit the body (%d bytes)" % (n, len(body)))
+    try:
+        header = json.loads(body[4:4 + n].decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError("the header is not valid JSON")
+    if not isinstance(header, dict):
+        raise ValueError("the header must be a JSON object")
+    return header, body[4 + n:]
+
+
+# ------------------------------------------------------------------ places
+def config_dir():
+    """The user's Kirei config folder (KIREI_CONFIG_DIR overrides it)."""
+    if os.environ.get("KIREI_CONFIG_DIR"):
+        return os.environ["KIREI_CONFIG_DIR"]
+    if sys.platform == "win32":
+        base = os.environ.get("APPDATA") or os.path.expanduser("~\\AppData\\Roaming")
+    elif sys.platform == "darwin":
+        base = os.path.expanduser("~/Library/Application Support")
+    else:
+        base = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
+    return os.path.join(base, "kirei")
+
+
+def _read_json(path):
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except (IOError, OSError, ValueError):
+        return None
+
+
+def _write_json(path, data):
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        os.makedirs(folder)
+    tmp = path + ".%d.tmp" % os.getpid()
+    with open(tmp, "w") as fh:
+        json.dump(data, fh)
+    if hasattr(os, "replace"):
+        os.replace(tmp, path)
+    else:  # Python 2.7: rename replaces on POSIX; on Windows the old file must go first
+        if sys.platform == "win32" and os.path.exists(path):
+            os.remove(path)
+        os.rename(tmp, path)
+
+
+def read_token(path):
+    try:
+        with open(path) as fh:
+            token = fh.read().strip()
+    except (IOError, OSError) as e:
+        raise KireiClientError("can't read the worker's token file %s (%s)" % (path, e))
+    if not token:
+        raise KireiClientError("the worker's token file %s is empty" % path)
+    return token
+
+
+# ------------------------------------------------------------------ results
+class Result(object):
+    """A restored region: raw pixels (H x W x C, little-endian, alpha last) and where they go."""
+
+    def __init__(self, header, pixels):
+        self.width = int(header["width"])
+        self.height = int(header["height"])
+        self.channels = int(header["channels"])
+        self.dtype = header["dtype"]
+        self.offset = tuple(header["offset"])
+        self.notice = header.get("notice")
+        self.pixels = pixels
+
+
+def _pid_alive(pid):
+    if not pid:
+        return False
+    if sys.platform == "win32":
+        return True  # no cheap check; the health request decides
+    try:
+        os.kill(pid, 0)
+        return True
+    except OSError:
+        return False
+
+
+# ------------------------------------------------------------------ the client
+class Client(object):
+    def __init__(self, url=None, token=None, config=None, timeout=30.0):
+        """With url and token: talk to that worker. Without: start or reuse a local worker."""
+        self.url = url.rstrip("/") if url else None
+        self.token = token
+        self.config = config or config_dir()
+        self.timeout = timeout
+        self.local = url is None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_environment(cls, **kw):
+        """KIREI_SERVER_URL and KIREI_TOKEN_FILE name a running worker (local or remote); else local."""
+        url = os.environ.get("KIREI_SERVER_URL")
+        if url:
+            token_file = os.environ.get("KIREI_TOKEN_FILE")
+            if not token_file:
+                raise KireiClientError("KIREI_SERVER_URL is set but KIREI_TOKEN_FILE is not: "
+                                       "set it to the file holding that worker's token")
+            return cls(url=url, token=read_token(token_file), **kw)
+        return cls(**kw)
+
+    # -------------------------------------------------------------- plumbing
+    def _request(self, method, path, body=None, content_type=None, timeout=None):
+        """(status, headers, body bytes). HTTP errors are returned, not raised; lost connections raise."""
+        req = Request(self.url + path, data=body)
+        req.get_method = lambda: method
+        req.add_header("Authorization", "Bearer " + self.token)
+        if content_type:
+            req.add_header("Content-Type", content_type)
+        try:
+            resp = urlopen(req, timeout=timeout or self.timeout)
+            try:
+                return resp.getcode(), resp.info(), resp.read()
+            finally:
+                resp.close()
+        except HTTPError as e:
+            data = e.read()
+            e.close()
+            return e.code, e.info(), data
+        except (URLError, HTTPException, socket.error, socket.timeout) as e:
+            raise WorkerGone("the Kirei worker at %s can't be reached (%s)" % (self.url, _reason(e)))
+
+    def _json(self, status, data):
+        try:
+            return json.loads(data.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            return {"error": "the worker answered %d with something that isn't JSON" % status}
+
+    def _checked(self, status, data):
+        info = self._json(status, data)
+        if status == 401:
+            raise KireiClientError("the Kirei worker refused the token: it belongs to another worker "
+                                   "(check KIREI_TOKEN_FILE, or run install.py again)")
+        if status >= 400:
+            raise JobFailed(info.get("error") or "the worker answered %d" % status)
+        return info
+
+    # -------------------------------------------------------------- workers
+    def connect(self):
+        """Make sure there is a worker to talk to; returns its health report."""
+        with self._lock:
+            if not self.local:
+                return self._health()
+            if self.url:
+                try:
+                    return self._health()
+                except WorkerGone:
+                    self.url = None
+            return self._reuse_or_start()
+
+    def _health(self):
+        status, _, data = self._request("GET", "/v1/health", timeout=10)
+        info = self._checked(status, data)
+        if info.get("protocol") != PROTOCOL:
+            raise VersionMismatch("the Kirei worker speaks protocol %s (version %s), this plugin protocol %s: "
+                                  "run install.py again so that both are the same version"
+                                  % (info.get("protocol"), info.get("version"), PROTOCOL))
+        return info
+
+    def _worker_file(self):
+        return os.path.join(self.config, "worker.json")
+
+    def _reuse_or_start(self):
+        rec = _read_json(self._worker_file())
+        if rec and _pid_alive(rec.get("pid")):
+            try:
+                self.url, self.token = rec["url"], read_token(rec["token_file"])
+                return self._health()
+            except (KireiClientError, KeyError):
+                self.url = None
+        return self._start()
+
+    def _start(self):
+        settings = _read_json(os.path.join(self.config, "settings.json"))
+        if not settings or not settings.get("python") or not os.path.exists(settings["python"]):
+            raise CoreNotInstalled("Kirei's engine is not installed (no settings in %s): run `python3 install.py` "
+                                   "in the Kirei folder" % self.config)
+        token_file = os.path.join(self.config, "token")
+        log_path = os.path.join(self.config, "worker.log")
+        if not os.path.isdir(self.config):
+            os.makedirs(self.config)
+        cmd = [settings["python"], "-m", "core", "serve", "--port", "0", "--token-file", token_file,
+               "--idle-exit", str(settings.get("idle_exit", DEFAULT_IDLE_EXIT))]
+        kw = {}
+        if sys.platform == "win32":
+            kw["creationflags"] = 0x00000008 | 0x00000200  # DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP
+        else:
+            kw["preexec_fn"] = os.setsid  # the worker outlives the plugin's process and its signals
+        with open(log_path, "wb") as log:  # this worker's log only
+            try:
+                proc = subprocess.Popen(cmd, cwd=settings.get("project"), stdout=subprocess.PIPE, stderr=log,
+                                        stdin=subprocess.PIPE, close_fds=sys.platform != "win32", **kw)
+            except OSError as e:
+                raise WorkerStartFailed("the Kirei worker could not be started (%s)" % e)
+        line = _first_line(proc, START_TIMEOUT)
+        proc.stdout.close()
+        proc.stdin.close()
+        if not line.startswith("http"):
+            if proc.poll() is None:
+                proc.kill()
+            raise WorkerStartFailed("the Kirei worker failed to start: %s (log: %s)" % (_log_tail(log_path), log_path))
+        self.url, self.token = line.strip(), read_token(token_file)
+        _write_json(self._worker_file(), {"url": self.url, "pid": proc.pid, "token_file": token_file})
+        return self._health()
+
+    # -------------------------------------------------------------- jobs
+    def health(self):
+        return self.connect()
+
+    def restore(self, pixels, width, height, channels, dtype, offset=(0, 0), mask=None, mask_dtype="uint8",
+                scale=2, watermark="blind", profile=None, tile=None, progress=None, cancel=None, timeout=None):
+        """Restore a region; see docs/protocol.md for the meaning of each field.
+
+        pixels: bytes, H x W x C little-endian of dtype ("uint8", "uint16", "float32"), alpha last.
+        mask: bytes, H x W of mask_dtype (soft selection), or None. profile: path of a profile PNG.
+        progress(fraction) is called as the job advances; setting the `cancel` event cancels it.
+        Returns a Result; raises a KireiClientError subclass with a message for the user.
+        """
+        if watermark not in WATERMARK_MODES:
+            raise KireiClientError("unknown watermark mode %r" % (watermark,))
+        if watermark == "profile" and not profile:
+            raise KireiClientError("choose a watermark profile file, or another watermark mode")
+        header = {"width": width, "height": height, "channels": channels, "dtype": dtype,
+                  "offset": list(offset), "scale": scale, "watermark": watermark, "protocol": PROTOCOL}
+        blobs = [pixels]
+        if mask is not None:
+            header["mask_dtype"] = mask_dtype
+            blobs.append(mask)
+        if watermark == "profile":
+            try:
+                with open(profile, "rb") as fh:
+                    data = fh.read()
+            except (IOError, OSError) as e:
+                raise KireiClientError("can't read the watermark profile %s (%s)" % (profile, e))
+            header["profile_bytes"] = len(data)
+            blobs.append(data)
+        if tile:
+            header["tile"] = tile
+        body = pack(header, blobs)
+        self.connect()
+        status, _, data = self._request("POST", "/v1/jobs", body, JOB_TYPE, timeout=max(self.timeout, 60))
+        job = self._checked(status, data)
+        return self._wait(job["id"], progress, cancel, timeout)
+
+    def _wait(self, job_id, progress, cancel, timeout):
+        deadline = time.time() + timeout if timeout else None
+        path = "/v1/jobs/%s/result?wait=%s" % (job_id, POLL_SECONDS)
+        while True:
+            if cancel is not None and cancel.is_set():
+                self.cancel(job_id)
+                raise Cancelled("cancelled")
+            if deadline and time.time() > deadline:
+                self.cancel(job_id)
+                raise TimedOut("the Kirei worker took longer than %s s; the job was cancelled" % timeout)
+            try:
+                status, headers, data = self._request("GET", path, timeout=self.timeout + POLL_SECONDS)
+            except WorkerGone as e:
+                self._forget_worker()
+                raise WorkerGone("the Kirei worker stopped during the job (%s); the next run starts a new one"
+                                 % e)
+            if status == 200:
+                header, payload = unpack(data)
+                return Result(header, payload)
+            info = self._json(status, data)
+            if status == 202:
+                if progress is not None:
+                    progress(float(info.get("progress", 0.0)))
+                continue
+            if info.get("state") == "cancelled":
+                raise Cancelled("cancelled")
+            self._checked(status, data)
+            raise JobFailed(info.get("error") or "the job failed (%d)" % status)
+
+    def cancel(self, job_id):
+        try:
+            self._request("DELETE", "/v1/jobs/%s" % job_id, timeout=10)
+        except WorkerGone:
+            pass
+
+    def _forget_worker(self):
+        if self.local:
+            self.url = None
+            try:
+                os.remove(self._worker_file())
+            except OSError:
+                pass
+
+
+def _reason(e):
+    reason = getattr(e, "reason", None) or e
+    return str(reason) or type(e).__name__
+
+
+def _first_line(proc, timeout):
+    """The worker's first line of output (its URL), or '' if it exits or stays silent too long."""
+    box = []
+    reader = threading.Thread(target=lambda: box.append(proc.stdout.readline()))
+    reader.daemon = True
+    reader.start()
+    reader.join(timeout)
+    line = box[0] if box else b""
+    return line.decode("utf-8", "replace") if isinstance(line, bytes) else line
+
+
+def _log_tail(path, lines=3):
+    try:
+        with open(path, "rb") as fh:
+            text = fh.read().decode("utf-8", "replace")
+    except (IOError, OSError):
+        return "no log"
+    tail = [ln for ln in text.strip().splitlines() if ln.strip()][-lines:]
+    return " | ".join(tail) if tail else "it printed nothing"

@@ -1,0 +1,114 @@
+"""The worker's side of the wire format (docs/protocol.md): checking and decoding job requests.
+
+Framing (pack/unpack) is shared with the plugins' client, core/client.py. Everything a request
+can get wrong ends in a BadRequest with an HTTP status and a message for the user; nothing
+here may raise anything else on malformed input (the fuzz test holds it to that).
+"""
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import client
+from .errors import KireiError
+from .pipeline import SCALES
+from .profile import profile_from_png
+
+MIN_TILE, MAX_TILE = 16, 4096
+DEFAULT_MAX_PIXELS = 100_000_000  # largest region a worker takes, unless told otherwise
+DEFAULT_MAX_BODY_MB = 2048
+
+
+class BadRequest(Exception):
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class JobRequest:
+    pixels: np.ndarray  # H x W x C
+    mask: np.ndarray  # H x W or None
+    profile: object  # core.profile.Profile or None
+    offset: tuple
+    scale: int
+    watermark: str
+    tile: int = None
+
+
+def _int(header, key, lo, hi, default=None):
+    v = header.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or not lo <= v <= hi:
+        raise BadRequest(400, f"'{key}' must be a whole number from {lo} to {hi}, got {v!r}")
+    return int(v)
+
+
+def _choice(header, key, choices, default=None):
+    v = header.get(key, default)
+    if not isinstance(v, str) or v not in choices:
+        raise BadRequest(400, f"'{key}' must be one of {', '.join(map(str, choices))}, got {v!r}")
+    return v
+
+
+def parse_job(body, max_pixels):
+    """A JobRequest from a request body, or BadRequest."""
+    try:
+        header, payload = client.unpack(body)
+    except ValueError as e:
+        raise BadRequest(400, f"malformed request: {e}") from None
+    if header.get("protocol", client.PROTOCOL) != client.PROTOCOL:
+        raise BadRequest(400, f"protocol {header.get('protocol')!r} is not supported; this worker speaks "
+                              f"{client.PROTOCOL}: update the plugin and the engine together (install.py)")
+    w = _int(header, "width", 1, 1 << 20)
+    h = _int(header, "height", 1, 1 << 20)
+    if w * h > max_pixels:
+        raise BadRequest(413, f"the region is {w}x{h} = {w * h / 1e6:.1f} megapixels; this worker takes at most "
+                              f"{max_pixels / 1e6:.1f}")
+    c = _int(header, "channels", 1, 4)
+    dtype = _choice(header, "dtype", tuple(client.DTYPES))
+    scale = _int(header, "scale", 1, 4, 2)
+    if scale not in SCALES:
+        raise BadRequest(400, f"'scale' must be one of {', '.join(map(str, SCALES))}, got {scale}")
+    watermark = _choice(header, "watermark", client.WATERMARK_MODES, "blind")
+    offset = header.get("offset", [0, 0])
+    if (not isinstance(offset, list) or len(offset) != 2
+            or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or abs(v) > 1 << 24 for v in offset)):
+        raise BadRequest(400, f"'offset' must be [x, y] in whole pixels, got {offset!r}")
+    tile = _int(header, "tile", MIN_TILE, MAX_TILE) if "tile" in header else None
+    n_pixels = w * h * c * client.DTYPES[dtype]
+    mask_dtype = _choice(header, "mask_dtype", tuple(client.DTYPES)) if "mask_dtype" in header else None
+    n_mask = w * h * client.DTYPES[mask_dtype] if mask_dtype else 0
+    n_profile = _int(header, "profile_bytes", 1, 1 << 30) if watermark == "profile" else 0
+    expected = n_pixels + n_mask + n_profile
+    if len(payload) != expected:
+        raise BadRequest(400, f"the request's data is {len(payload)} bytes but its header announces {expected} "
+                              f"(truncated or padded)")
+    view = memoryview(payload)
+    pixels = np.frombuffer(view[:n_pixels], dtype=np.dtype(dtype).newbyteorder("<")).reshape(h, w, c)
+    mask = None
+    if mask_dtype:
+        mask = np.frombuffer(view[n_pixels:n_pixels + n_mask], dtype=np.dtype(mask_dtype).newbyteorder("<"))
+        mask = mask.reshape(h, w)
+    for name, arr in (("pixels", pixels), ("mask", mask)):
+        if arr is not None and arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            raise BadRequest(400, f"the {name} hold NaN or infinite values")
+    profile = None
+    if n_profile:
+        try:
+            profile = profile_from_png(bytes(view[n_pixels + n_mask:]))
+        except KireiError as e:
+            raise BadRequest(400, str(e)) from None
+    return JobRequest(pixels=pixels.astype(pixels.dtype.newbyteorder("=")), mask=mask, profile=profile,
+                      offset=(int(offset[0]), int(offset[1])), scale=scale, watermark=watermark, tile=tile)
+
+
+def pack_result(result, notice=None):
+    """The response body for a finished job (a core.region.RegionResult)."""
+    px = np.ascontiguousarray(result.pixels)
+    le = px.astype(px.dtype.newbyteorder("<"), copy=False)
+    header = {"width": px.shape[1], "height": px.shape[0], "channels": px.shape[2], "dtype": px.dtype.name,
+              "offset": list(result.offset), "bbox": list(result.bbox)}
+    if notice:
+        header["notice"] = notice
+    return client.pack(header, [le.tobytes()])

@@ -1,0 +1,1 @@
+../../../core/client.py

@@ -1,0 +1,368 @@
+"""The worker and its client, for real: a `python -m core serve` process on 127.0.0.1 and the
+standard-library client the plugins carry, over real sockets."""
+import json
+import os
+import signal
+import struct
+import threading
+import time
+import urllib.request
+from urllib.error import HTTPError
+
+import numpy as np
+import pytest
+
+from core import client as kc
+from core.blend import stamp
+from core.pipeline import Options
+from core.profile import Profile, save_profile
+from core.region import restore_region
+from tests.conftest import ROOT, RunningWorker, picture
+
+
+def _direct(pixels, offset=(0, 0), mask=None, profile=None, scale=2):
+    return restore_region(pixels, offset=offset, mask=mask, profile=profile, options=Options(scale=scale))
+
+
+def _result_array(res):
+    return np.frombuffer(res.pixels, dtype=np.dtype(res.dtype).newbyteorder("<")).reshape(
+        res.height, res.width, res.channels)
+
+
+def _raw(worker, method, path, body=None, token="right", headers=None):
+    req = urllib.request.Request(worker.url + path, data=body, method=method)
+    if token == "right":
+        req.add_header("Authorization", "Bearer " + worker.token)
+    elif token:
+        req.add_header("Authorization", "Bearer " + token)
+    for k, v in (headers or {}).items():
+        req.add_header(k, v)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, r.read()
+    except HTTPError as e:
+        return e.code, e.read()
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    """A stamped 90x70 picture, its true profile as a PNG file, and the clean picture."""
+    folder = tmp_path_factory.mktemp("scene")
+    w, h = 90, 70
+    alpha = np.zeros((h, w), np.float32)
+    alpha[20:50, 10:80] = 0.4
+    color = np.ones((h, w, 3), np.float32)
+    clean = picture(w, h, seed=11)
+    stamped = stamp(clean, alpha, color)
+    path = str(folder / "profile.png")
+    save_profile(Profile(alpha, color), path)
+    return stamped, path, Profile(alpha, color), clean
+
+
+def test_jobs_through_the_worker_equal_the_direct_call(worker, scene):
+    stamped, profile_path, _, _ = scene
+    from core.profile import load_profile
+    profile = load_profile(profile_path)  # the worker sees the PNG, so compare with what the PNG holds
+    c = worker.client()
+    rgba = np.dstack([np.rint(stamped * 255), np.full(stamped.shape[:2], 255)]).astype(np.uint8)
+    mask = np.zeros((40, 60), np.uint8)
+    mask[5:35, 10:50] = 255
+    mask[20:35, 10:20] = 128
+    part = np.ascontiguousarray(rgba[10:50, 20:80])
+    cases = [
+        (part, dict(offset=(20, 10), mask=mask, profile=profile), dict(offset=(20, 10), mask=mask.tobytes(),
+                                                                        watermark="profile", profile=profile_path)),
+        ((stamped * 65535).astype(np.uint16), dict(scale=4), dict(scale=4, watermark="none")),
+        (stamped[..., :1].astype(np.float32), dict(scale=1), dict(scale=1, watermark="none")),
+    ]
+    for pixels, direct_kw, client_kw in cases:
+        want = _direct(pixels, **direct_kw)
+        h, w, ch = pixels.shape
+        got = c.restore(pixels.tobytes(), w, h, ch, pixels.dtype.name, **client_kw)
+        assert got.offset == want.offset
+        arr = _result_array(got)
+        assert arr.dtype == want.pixels.dtype
+        np.testing.assert_array_equal(arr, want.pixels)
+
+
+def test_blind_mode_says_what_it_did(worker):
+    px = (picture(20, 16, seed=2) * 255).astype(np.uint8)
+    res = worker.client().restore(px.tobytes(), 20, 16, 3, "uint8", scale=2, watermark="blind")
+    assert res.notice and "profile" in res.notice
+    assert (res.width, res.height, res.channels) == (40, 32, 4)
+
+
+def test_every_endpoint_wants_the_token(worker):
+    for method, path in (("GET", "/v1/health"), ("POST", "/v1/jobs"), ("GET", "/v1/jobs/x"),
+                         ("GET", "/v1/jobs/x/result"), ("DELETE", "/v1/jobs/x")):
+        for token in (None, "wrong-token", worker.token + "x", ""):
+            status, body = _raw(worker, method, path, body=b"" if method == "POST" else None, token=token)
+            assert status == 401, (method, path, token)
+            assert "token" in json.loads(body)["error"]
+    status, body = _raw(worker, "GET", "/v1/health")
+    info = json.loads(body)
+    assert status == 200 and info["protocol"] == kc.PROTOCOL and info["device"] == "cpu" and info["version"]
+
+
+def _valid_body(w=6, h=5, c=3):
+    px = np.arange(w * h * c, dtype=np.uint8).tobytes()
+    return kc.pack({"width": w, "height": h, "channels": c, "dtype": "uint8", "offset": [0, 0], "scale": 2,
+                    "watermark": "none"}, [px])
+
+
+MALFORMED = [
+    b"", b"\x00\x00", b"garbage", struct.pack(">I", 5) + b"{nope", struct.pack(">I", 2) + b"[]",
+    kc.pack({"width": 6, "height": 5, "channels": 3, "dtype": "uint8"}, [b"\x00" * 10]),  # truncated
+    _valid_body()[:-7],  # truncated
+    _valid_body() + b"extra",  # padded
+    kc.pack({"width": -1, "height": 5, "channels": 3, "dtype": "uint8"}),
+    kc.pack({"width": 6, "height": 5, "channels": 7, "dtype": "uint8"}, [b"\x00" * 210]),
+    kc.pack({"width": 6, "height": 5, "channels": 3, "dtype": "int64"}, [b"\x00" * 720]),
+    kc.pack({"width": "6", "height": 5, "channels": 3, "dtype": "uint8"}, [b"\x00" * 90]),
+    kc.pack({"width": 6, "height": 5, "channels": 3, "dtype": "uint8", "scale": 3}, [b"\x00" * 90]),
+    kc.pack({"width": 6, "height": 5, "channels": 3, "dtype": "uint8", "offset": "here"}, [b"\x00" * 90]),
+    kc.pack({"width": 6, "height": 5, "channels": 3, "dtype": "uint8", "watermark": "profile",
+             "profile_bytes": 4}, [b"\x00" * 90, b"junk"]),
+    kc.pack({"width": 2, "height": 1, "channels": 1, "dtype": "float32"}, [struct.pack("<2f", 0.5, float("nan"))]),
+    kc.pack({"width": 6, "height": 5, "channels": 3, "dtype": "uint8", "protocol": 99}, [b"\x00" * 90]),
+    kc.pack({"width": 6, "height": 5, "channels": 3, "dtype": "uint8", "mask_dtype": "uint8"}, [b"\x00" * 90]),
+]
+
+
+@pytest.mark.parametrize("body", MALFORMED, ids=range(len(MALFORMED)))
+def test_malformed_requests_get_a_4xx_and_the_worker_keeps_serving(worker, body):
+    status, data = _raw(worker, "POST", "/v1/jobs", body)
+    assert 400 <= status < 500, (status, data)
+    assert json.loads(data)["error"]
+    assert _raw(worker, "GET", "/v1/health")[0] == 200
+
+
+def test_unknown_jobs_and_bad_waits(worker):
+    assert _raw(worker, "GET", "/v1/jobs/nope")[0] == 404
+    status, data = _raw(worker, "POST", "/v1/jobs", _valid_body())
+    job = json.loads(data)["id"]
+    assert _raw(worker, "GET", f"/v1/jobs/{job}/result?wait=soon")[0] == 400
+    status, data = _raw(worker, "GET", f"/v1/jobs/{job}/result?wait=10")
+    assert status == 200
+    assert _raw(worker, "GET", f"/v1/jobs/{job}/result")[0] == 404  # fetched once
+
+
+def test_oversized_requests(tmp_path):
+    w = RunningWorker(tmp_path, "--max-pixels", "1000", "--max-body-mb", "1")
+    try:
+        status, data = _raw(w, "POST", "/v1/jobs", _valid_body(50, 40, 1))
+        assert status == 413 and "megapixels" in json.loads(data)["error"]
+        status, data = _raw(w, "POST", "/v1/jobs", b"\x00" * (2 * 2 ** 20))
+        assert status == 413 and "larger than" in json.loads(data)["error"]
+        assert _raw(w, "GET", "/v1/health")[0] == 200
+    finally:
+        w.stop()
+
+
+def test_fuzzed_requests_never_break_the_worker(worker):
+    """Hypothesis mutates valid requests (headers, lengths, bytes); answers are 202 or 4xx, never 5xx."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    fields = st.fixed_dictionaries({}, optional={
+        "width": st.one_of(st.integers(-3, 12), st.text(max_size=3), st.none()),
+        "height": st.one_of(st.integers(-3, 12), st.floats()),
+        "channels": st.integers(-1, 6), "dtype": st.sampled_from(["uint8", "uint16", "float32", "x", ""]),
+        "scale": st.one_of(st.integers(-1, 5), st.booleans()), "offset": st.one_of(
+            st.lists(st.integers(-10, 10), max_size=3), st.text(max_size=2)),
+        "watermark": st.sampled_from(["blind", "none", "profile", "?"]), "mask_dtype": st.sampled_from(["uint8", "f"]),
+        "profile_bytes": st.integers(-2, 50), "tile": st.integers(0, 5000), "protocol": st.integers(0, 2)})
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(header=fields, payload=st.binary(max_size=600), cut=st.integers(0, 40), flip=st.integers(0, 2000))
+    def check(header, payload, cut, flip):
+        body = bytearray(kc.pack(header, [payload]))
+        if flip < len(body):
+            body[flip] ^= 0xFF
+        body = bytes(body[:max(len(body) - cut, 0)])
+        status, data = _raw(worker, "POST", "/v1/jobs", body)
+        assert status == 202 or 400 <= status < 500, (status, data)
+        if status == 202:
+            job = json.loads(data)["id"]
+            status, data = _raw(worker, "GET", f"/v1/jobs/{job}/result?wait=20")
+            assert status in (200, 422), (status, data[:200])
+
+    check()
+    assert worker.alive() and _raw(worker, "GET", "/v1/health")[0] == 200
+
+
+def _big_job():
+    rng = np.random.default_rng(0)
+    px = rng.integers(0, 256, (1200, 1200, 3), dtype=np.uint8)
+    return dict(pixels=px.tobytes(), width=1200, height=1200, channels=3, dtype="uint8", scale=2,
+                watermark="none", tile=32)
+
+
+def test_cancel_mid_job(worker):
+    c = worker.client()
+    cancel = threading.Event()
+    seen = []
+
+    def progress(f):
+        seen.append(f)
+        if f > 0:
+            cancel.set()
+
+    with pytest.raises(kc.Cancelled):
+        c.restore(progress=progress, cancel=cancel, **_big_job())
+    assert seen and 0 < seen[-1] < 1
+    info = json.loads(_raw(worker, "GET", "/v1/health")[1])
+    deadline = time.time() + 10
+    while info["busy"] and time.time() < deadline:  # the runner stops at its next tile
+        time.sleep(0.1)
+        info = json.loads(_raw(worker, "GET", "/v1/health")[1])
+    assert not info["busy"]
+    px = (picture(12, 10, seed=1) * 255).astype(np.uint8)
+    assert c.restore(px.tobytes(), 12, 10, 3, "uint8", watermark="none").width == 24
+
+
+def test_two_clients_at_once(worker):
+    pics = [(picture(40, 30, seed=s) * 255).astype(np.uint8) for s in (1, 2)]
+    out, errors = {}, []
+
+    def run(i):
+        try:
+            r = worker.client().restore(pics[i].tobytes(), 40, 30, 3, "uint8", scale=2, watermark="none")
+            out[i] = _result_array(r)
+        except Exception as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    for i in range(2):
+        np.testing.assert_array_equal(out[i], _direct(pics[i]).pixels)
+
+
+def test_idle_exit(tmp_path):
+    w = RunningWorker(tmp_path, "--idle-exit", "1")
+    try:
+        assert _raw(w, "GET", "/v1/health")[0] == 200
+        w.proc.wait(15)
+        assert w.proc.returncode == 0
+    finally:
+        w.stop()
+
+
+# ---------------------------------------------------------------- the client's own duties
+@pytest.fixture
+def config(tmp_path, monkeypatch):
+    """A user config folder whose settings point at this engine, as install.py writes them."""
+    folder = tmp_path / "config"
+    folder.mkdir()
+    (folder / "settings.json").write_text(json.dumps({"python": os.sys.executable, "project": ROOT,
+                                                      "idle_exit": 60}))
+    monkeypatch.delenv("KIREI_SERVER_URL", raising=False)
+    yield folder
+    rec = folder / "worker.json"
+    if rec.exists():  # leave no worker behind
+        try:
+            os.kill(json.loads(rec.read_text())["pid"], signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def _worker_pid(config):
+    return json.loads((config / "worker.json").read_text())["pid"]
+
+
+def test_local_worker_is_started_on_demand_and_reused(config):
+    px = (picture(16, 12, seed=3) * 255).astype(np.uint8)
+    first = kc.Client(config=str(config))
+    r = first.restore(px.tobytes(), 16, 12, 3, "uint8", scale=2, watermark="none")
+    np.testing.assert_array_equal(_result_array(r), _direct(px).pixels)
+    pid = _worker_pid(config)
+    second = kc.Client(config=str(config))  # another plugin call: the same worker
+    second.restore(px.tobytes(), 16, 12, 3, "uint8", scale=1, watermark="none")
+    assert _worker_pid(config) == pid
+    assert oct(os.stat(config / "token").st_mode & 0o777) == "0o600"
+
+
+def test_worker_killed_mid_job_then_a_new_one(config):
+    c = kc.Client(config=str(config))
+    c.connect()
+    pid = _worker_pid(config)
+
+    def progress(f):
+        if f > 0:
+            os.kill(pid, signal.SIGKILL)
+
+    with pytest.raises(kc.WorkerGone, match="stopped during the job"):
+        c.restore(progress=progress, **_big_job())
+    px = (picture(16, 12, seed=4) * 255).astype(np.uint8)
+    r = kc.Client(config=str(config)).restore(px.tobytes(), 16, 12, 3, "uint8", scale=2, watermark="none")
+    assert _worker_pid(config) != pid
+    np.testing.assert_array_equal(_result_array(r), _direct(px).pixels)
+
+
+def test_core_not_installed(tmp_path, monkeypatch):
+    monkeypatch.delenv("KIREI_SERVER_URL", raising=False)
+    with pytest.raises(kc.CoreNotInstalled, match="install.py"):
+        kc.Client(config=str(tmp_path)).connect()
+
+
+def test_worker_that_fails_to_start_says_why(tmp_path, monkeypatch):
+    monkeypatch.delenv("KIREI_SERVER_URL", raising=False)
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\necho 'ImportError: No module named torch' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    (tmp_path / "settings.json").write_text(json.dumps({"python": str(fake), "project": str(tmp_path)}))
+    with pytest.raises(kc.WorkerStartFailed, match="No module named torch"):
+        kc.Client(config=str(tmp_path)).connect()
+
+
+def test_environment_names_a_running_worker(worker, tmp_path, monkeypatch):
+    monkeypatch.setenv("KIREI_SERVER_URL", worker.url)
+    monkeypatch.setenv("KIREI_TOKEN_FILE", worker.token_file)
+    c = kc.Client.from_environment(config=str(tmp_path))
+    assert c.health()["protocol"] == kc.PROTOCOL
+    assert not (tmp_path / "worker.json").exists()  # nothing started
+    monkeypatch.delenv("KIREI_TOKEN_FILE")
+    with pytest.raises(kc.KireiClientError, match="KIREI_TOKEN_FILE"):
+        kc.Client.from_environment()
+    (tmp_path / "wrong").write_text("not-the-token")
+    c = kc.Client(url=worker.url, token="not-the-token")
+    with pytest.raises(kc.KireiClientError, match="refused the token"):
+        c.health()
+
+
+def test_version_mismatch(tmp_path):
+    """A worker of another protocol version (a stand-in server here) is refused with a clear reason."""
+    import http.server
+
+    class Old(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = json.dumps({"version": "0.0.1", "protocol": kc.PROTOCOL + 1}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.HTTPServer(("127.0.0.1", 0), Old)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        c = kc.Client(url=f"http://127.0.0.1:{srv.server_address[1]}", token="t")
+        with pytest.raises(kc.VersionMismatch, match="install.py"):
+            c.health()
+    finally:
+        srv.shutdown()
+
+
+def test_gone_worker_is_reported(worker, tmp_path):
+    w = RunningWorker(tmp_path)
+    c = w.client()
+    c.health()
+    w.stop()
+    with pytest.raises(kc.WorkerGone):
+        c.health()
