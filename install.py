@@ -28,11 +28,19 @@ def venv_python():
     return os.path.join(VENV, "bin", "python")
 
 
-def _wanted(extras):
-    """What the environment should hold: pyproject.toml's contents and the extras asked for."""
+def _pyproject_digest():
     with open(os.path.join(PROJECT, "pyproject.toml"), "rb") as fh:
-        digest = hashlib.sha256(fh.read()).hexdigest()
-    return f"{digest} {','.join(sorted(extras))}"
+        return hashlib.sha256(fh.read()).hexdigest()
+
+
+def _installed():
+    """(pyproject digest, extras) that .venv was last set up for, or (None, set())."""
+    try:
+        with open(STAMP) as fh:
+            digest, _, extras = fh.read().partition(" ")
+        return digest, set(filter(None, extras.split(",")))
+    except OSError:
+        return None, set()
 
 
 def ensure_core_env(extras=(), quiet=False):
@@ -46,18 +54,17 @@ def ensure_core_env(extras=(), quiet=False):
     if not os.path.exists(venv_python()):
         log(f"creating the engine's environment in {VENV}")
         venv.EnvBuilder(with_pip=True).create(VENV)
-    wanted = _wanted(extras)
-    if os.path.exists(STAMP):
-        with open(STAMP) as fh:
-            if fh.read() == wanted:
-                return venv_python()
-    spec = "." + (f"[{','.join(sorted(extras))}]" if extras else "")
+    digest, have = _installed()
+    if digest == _pyproject_digest() and set(extras) <= have:
+        return venv_python()
+    want = sorted(set(extras) | (have if digest == _pyproject_digest() else set()))
+    spec = "." + (f"[{','.join(want)}]" if want else "")
     log(f"installing the engine's dependencies ({spec}); the first time this downloads torch")
     cmd = [venv_python(), "-m", "pip", "install", "--quiet", "--editable", spec]
     if subprocess.call(cmd, cwd=PROJECT) != 0:
         sys.exit("install: pip failed (see above); nothing else was changed")
     with open(STAMP, "w") as fh:
-        fh.write(wanted)
+        fh.write(f"{_pyproject_digest()} {','.join(want)}")
     return venv_python()
 
 

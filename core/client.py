@@ -279,8 +279,10 @@ class Client(object):
         kw = {}
         if sys.platform == "win32":
             kw["creationflags"] = 0x00000008 | 0x00000200  # DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP
+        elif sys.version_info[0] >= 3:
+            kw["start_new_session"] = True  # the worker outlives the plugin's process and its signals
         else:
-            kw["preexec_fn"] = os.setsid  # the worker outlives the plugin's process and its signals
+            kw["preexec_fn"] = os.setsid
         with open(log_path, "wb") as log:  # this worker's log only
             try:
                 proc = subprocess.Popen(cmd, cwd=settings.get("project"), stdout=subprocess.PIPE, stderr=log,

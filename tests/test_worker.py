@@ -366,3 +366,22 @@ def test_gone_worker_is_reported(worker, tmp_path):
     w.stop()
     with pytest.raises(kc.WorkerGone):
         c.health()
+
+
+@pytest.mark.parametrize("host", ["gimp", "krita"])
+def test_installed_copy_of_the_plugin_carries_a_working_client(host, worker, tmp_path):
+    """`cp -rL plugins/<host>/kirei` gives a folder whose client imports and works on its own."""
+    import shutil
+    import subprocess
+    import sys
+    dest = tmp_path / "kirei"
+    shutil.copytree(os.path.join(ROOT, "plugins", host, "kirei"), dest, symlinks=False)
+    assert not any(p.is_symlink() for p in dest.rglob("*"))
+    code = ("import sys; sys.path[:0] = [sys.argv[1]]; import kirei_client as k; "
+            "assert k.__file__.startswith(sys.argv[1]); print(k.Client.from_environment().health()['protocol'])")
+    env = dict(os.environ, KIREI_SERVER_URL=worker.url, KIREI_TOKEN_FILE=worker.token_file)
+    # -I: isolated, so nothing of the project (or its core package) can be imported by accident
+    p = subprocess.run([sys.executable, "-I", "-c", code, str(dest)], cwd=str(tmp_path), env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == str(kc.PROTOCOL)
