@@ -100,6 +100,56 @@ def _eye(draw, rng, w, h, scale):
     draw.line([(cx - r * 1.3, cy - r * 1.5), (cx + r * 1.3, cy - r * 1.7)], fill=(20, 10, 10), width=int(3 * scale))
 
 
+def _character(draw, rng, w, h, scale):
+    """An anime-style bust: shoulders, neck, face, big eyes, blush, and hair with bangs."""
+    cx = rng.uniform(0.35, 0.65) * w
+    r = rng.uniform(0.16, 0.24) * min(w, h)  # face radius
+    cy = rng.uniform(0.3, 0.5) * h
+    line = (int(rng.integers(20, 60)), int(rng.integers(10, 40)), int(rng.integers(10, 40)))
+    lw = max(1, int(rng.integers(1, 3) * scale))
+    skin = (255, int(rng.integers(215, 235)), int(rng.integers(195, 215)))
+    hair = _random_colour(rng, 30, 230)
+    cloth = _random_colour(rng, 40, 230)
+    # shoulders and neck
+    draw.polygon([(cx - 2.2 * r, h), (cx - 1.6 * r, cy + 1.6 * r), (cx + 1.6 * r, cy + 1.6 * r), (cx + 2.2 * r, h)],
+                 fill=cloth, outline=line, width=lw)
+    draw.polygon([(cx - 1.6 * r, cy + 1.6 * r), (cx, cy + 2.2 * r), (cx + 1.6 * r, cy + 1.6 * r)],
+                 fill=_darker(cloth, 0.75))
+    draw.rectangle([cx - 0.3 * r, cy + 0.7 * r, cx + 0.3 * r, cy + 1.7 * r], fill=_darker(skin, 0.9))
+    # hair behind the head
+    draw.ellipse([cx - 1.3 * r, cy - 1.25 * r, cx + 1.3 * r, cy + 1.5 * r], fill=_darker(hair, 0.8), outline=line,
+                 width=lw)
+    # face: round at the top, pointed chin
+    face = [(cx + r * math.cos(a), cy + r * 0.95 * math.sin(a)) for a in np.linspace(math.pi, 2 * math.pi, 12)]
+    face += [(cx + r, cy), (cx + 0.75 * r, cy + 0.7 * r), (cx, cy + 1.05 * r), (cx - 0.75 * r, cy + 0.7 * r),
+             (cx - r, cy)]
+    draw.polygon(face, fill=skin, outline=line, width=lw)
+    # eyes
+    er = 0.22 * r
+    iris = _random_colour(rng, 20, 220)
+    for side in (-1, 1):
+        ex, ey = cx + side * 0.42 * r, cy + 0.15 * r
+        draw.ellipse([ex - er, ey - er * 1.3, ex + er, ey + er * 1.3], fill=(252, 252, 252))
+        draw.ellipse([ex - er * 0.8, ey - er * 1.1, ex + er * 0.8, ey + er * 1.3], fill=iris)
+        draw.ellipse([ex - er * 0.4, ey - er * 0.4, ex + er * 0.4, ey + er * 0.7], fill=_darker(iris, 0.35))
+        draw.ellipse([ex - er * 0.55, ey - er * 0.9, ex - er * 0.1, ey - er * 0.35], fill=(255, 255, 255))
+        draw.line([(ex - er * 1.2, ey - er * 1.2), (ex + er * 1.1, ey - er * 1.45)], fill=line, width=2 * lw)
+        draw.ellipse([ex - er * 0.9, ey + er * 1.6, ex + er * 0.5, ey + er * 2.0], fill=(250, 170, 170))
+    draw.line([(cx - 0.1 * r, cy + 0.72 * r), (cx + 0.1 * r, cy + 0.74 * r)], fill=line, width=lw)
+    # bangs: a fringe of pointed locks over the forehead, with a cel-shaded band
+    top = cy - 1.05 * r
+    locks = int(rng.integers(5, 9))
+    pts = [(cx - 1.15 * r, cy + 0.2 * r), (cx - 1.1 * r, top + 0.2 * r), (cx, top - 0.1 * r),
+           (cx + 1.1 * r, top + 0.2 * r), (cx + 1.15 * r, cy + 0.2 * r)]
+    for i in range(locks, -1, -1):
+        t = i / locks
+        x = cx - 1.05 * r + 2.1 * r * t
+        pts.append((x, cy - rng.uniform(0.0, 0.35) * r if i % 2 else top + 0.35 * r))
+    draw.polygon(pts, fill=hair, outline=line, width=lw)
+    draw.arc([cx - 0.8 * r, top + 0.05 * r, cx + 0.8 * r, top + 0.6 * r], 200, 340, fill=_darker(hair, 1.25),
+             width=int(3 * scale))
+
+
 def _text(draw, rng, w, h, scale):
     size = int(rng.uniform(0.04, 0.1) * h)
     word = "".join(chr(int(c)) for c in rng.integers(65, 91, int(rng.integers(3, 9))))
@@ -118,8 +168,11 @@ def anime_picture(width, height, seed=0):
         _shape_with_cel_shading(draw, rng, w, h, s)
     for _ in range(int(rng.integers(1, 3))):
         _hair_strokes(draw, rng, w, h, s)
-    for _ in range(int(rng.integers(1, 3))):
-        _eye(draw, rng, w, h, s)
+    if rng.random() < 0.6:
+        _character(draw, rng, w, h, s)
+    else:
+        for _ in range(int(rng.integers(1, 3))):
+            _eye(draw, rng, w, h, s)
     if rng.random() < 0.5:
         _text(draw, rng, w, h, s)
     im = im.resize((width, height), Image.LANCZOS)
@@ -168,7 +221,7 @@ def soften(image, radius):
     return image.filter(ImageFilter.GaussianBlur(radius))
 
 
-def make_sample(folder, seed=7):
+def make_sample(folder, seed=9):
     """Write the bundled sample: a 233x330 preview stamped with SAMPLE, its profile, and the truth.
 
     sample.png (stamped, 8-bit, like a studio's preview), sample-profile.png (the stamp's exact
