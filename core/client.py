@@ -339,6 +339,19 @@ class Client(object):
         job = self._checked(status, data)
         return self._wait(job["id"], progress, cancel, timeout)
 
+    def estimate(self, pictures, progress=None, cancel=None, timeout=None):
+        """Measure the watermark shared by pictures; returns the profile as PNG file bytes.
+
+        pictures: a list of (pixels, width, height, channels, dtype), all of one size, as in restore().
+        """
+        header = {"pictures": [{"width": w, "height": h, "channels": c, "dtype": d}
+                               for _, w, h, c, d in pictures], "protocol": PROTOCOL}
+        body = pack(header, [p[0] for p in pictures])
+        self.connect()
+        status, _, data = self._request("POST", "/v1/estimate", body, JOB_TYPE, timeout=max(self.timeout, 60))
+        job = self._checked(status, data)
+        return self._wait(job["id"], progress, cancel, timeout)
+
     def _wait(self, job_id, progress, cancel, timeout):
         deadline = time.time() + timeout if timeout else None
         path = "/v1/jobs/%s/result?wait=%s" % (job_id, POLL_SECONDS)
@@ -356,6 +369,8 @@ class Client(object):
                 raise WorkerGone("the Kirei worker stopped during the job (%s); the next run starts a new one"
                                  % e)
             if status == 200:
+                if RESULT_TYPE not in (headers.get("Content-Type") or ""):
+                    return data  # an estimate's profile PNG
                 header, payload = unpack(data)
                 return Result(header, payload)
             info = self._json(status, data)

@@ -8,6 +8,7 @@ is written back the same way. Pillow reads and writes 8-bit files and float TIFF
 import io
 import os
 import tempfile
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -179,18 +180,10 @@ def save_picture(picture, path):
     The file appears complete or not at all: a failure leaves nothing half-written.
     """
     path = os.fspath(path)
-    px = picture.pixels
-    depth = 8 if picture.bit_depth == 8 else 16
     tmp = _atomic_target(path)
     try:
-        if depth == 8:
-            arr = to_dtype(px, np.uint8)
-            mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[px.shape[2]]
-            im = Image.fromarray(arr[..., 0] if mode == "L" else arr, mode)
-            kw = {"icc_profile": picture.icc_profile} if picture.icc_profile else {}
-            im.save(tmp, format="PNG", **kw)
-        else:
-            _write_png16(tmp, to_dtype(px, np.uint16), picture.icc_profile)
+        with open(tmp, "wb") as fh:
+            write_png(picture, fh)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -198,20 +191,33 @@ def save_picture(picture, path):
         raise
 
 
-def _write_png16(path, arr, icc_profile):
+def png_bytes(picture):
+    """The picture as PNG file bytes (see save_picture)."""
+    buf = io.BytesIO()
+    write_png(picture, buf)
+    return buf.getvalue()
+
+
+def write_png(picture, fh):
+    """Write a picture as PNG to a binary file object: 8-bit by Pillow, 16-bit by pypng; ICC kept."""
+    px = picture.pixels
+    if picture.bit_depth == 8:
+        arr = to_dtype(px, np.uint8)
+        mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[px.shape[2]]
+        im = Image.fromarray(arr[..., 0] if mode == "L" else arr, mode)
+        kw = {"icc_profile": picture.icc_profile} if picture.icc_profile else {}
+        im.save(fh, format="PNG", **kw)
+        return
+    arr = to_dtype(px, np.uint16)
     h, w, c = arr.shape
     writer = png.Writer(width=w, height=h, greyscale=c < 3, alpha=c in (2, 4), bitdepth=16)
     rows = arr.reshape(h, w * c)
-    if not icc_profile:
-        with open(path, "wb") as fh:
-            writer.write(fh, rows)
+    if not picture.icc_profile:
+        writer.write(fh, rows)
         return
     # pypng writes no iCCP chunk itself: write the PNG, then insert the chunk after IHDR
-    import zlib
     buf = io.BytesIO()
     writer.write(buf, rows)
     chunks = list(png.Reader(bytes=buf.getvalue()).chunks())
-    iccp = b"ICC Profile\x00\x00" + zlib.compress(icc_profile)
-    chunks.insert(1, (b"iCCP", iccp))
-    with open(path, "wb") as fh:
-        png.write_chunks(fh, chunks)
+    chunks.insert(1, (b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(picture.icc_profile)))
+    png.write_chunks(fh, chunks)

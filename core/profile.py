@@ -57,7 +57,16 @@ def _from_picture(pic, name):
     return Profile(alpha=np.ascontiguousarray(px[..., 3]), color=np.ascontiguousarray(px[..., :3]))
 
 
+def _as_picture(profile, bit_depth=16):
+    rgba = np.dstack([profile.color, profile.alpha[..., None]]).astype(np.float32)
+    return imageio.Picture(rgba, bit_depth=bit_depth, format="PNG")
+
+
+def profile_png(profile):
+    """The profile as 16-bit RGBA PNG file bytes (what the worker sends back from an estimate)."""
+    return imageio.png_bytes(_as_picture(profile))
+
+
 def save_profile(profile, path, bit_depth=16):
     """Write a profile as an RGBA PNG (16 bit by default: opacity steps finer than 1/255)."""
-    rgba = np.dstack([profile.color, profile.alpha[..., None]]).astype(np.float32)
-    imageio.save_picture(imageio.Picture(rgba, bit_depth=bit_depth, format="PNG"), path)
+    imageio.save_picture(_as_picture(profile, bit_depth), path)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import client
+from . import client, imageio
 from .errors import KireiError
 from .pipeline import SCALES
 from .profile import profile_from_png
@@ -101,6 +101,42 @@ def parse_job(body, max_pixels):
             raise BadRequest(400, str(e)) from None
     return JobRequest(pixels=pixels.astype(pixels.dtype.newbyteorder("=")), mask=mask, profile=profile,
                       offset=(int(offset[0]), int(offset[1])), scale=scale, watermark=watermark, tile=tile)
+
+
+@dataclass
+class EstimateRequest:
+    pictures: list  # float32 H x W x 3 arrays, all one size
+
+
+def parse_estimate(body, max_pixels):
+    """An EstimateRequest: header {"pictures": [{"width", "height", "channels", "dtype"}, ...]} + the pixels."""
+    try:
+        header, payload = client.unpack(body)
+    except ValueError as e:
+        raise BadRequest(400, f"malformed request: {e}") from None
+    items = header.get("pictures")
+    if not isinstance(items, list) or not 2 <= len(items) <= 200:
+        raise BadRequest(400, "'pictures' must list 2 to 200 pictures that carry the same watermark")
+    pictures, at = [], 0
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise BadRequest(400, f"picture {i}: must be an object")
+        w, h = _int(item, "width", 1, 1 << 16), _int(item, "height", 1, 1 << 16)
+        c, dtype = _int(item, "channels", 1, 4), _choice(item, "dtype", tuple(client.DTYPES))
+        if w * h * len(items) > max_pixels:
+            raise BadRequest(413, f"{len(items)} pictures of {w}x{h} are more than this worker takes")
+        n = w * h * c * client.DTYPES[dtype]
+        if at + n > len(payload):
+            raise BadRequest(400, "the request's data is shorter than its header announces (truncated)")
+        arr = np.frombuffer(payload, dtype=np.dtype(dtype).newbyteorder("<"), count=w * h * c, offset=at)
+        px = imageio.to_float(arr.reshape(h, w, c).astype(arr.dtype.newbyteorder("=")))
+        if not np.isfinite(px).all():
+            raise BadRequest(400, f"picture {i}: holds NaN or infinite values")
+        pictures.append(px[..., :3] if c >= 3 else np.repeat(px[..., :1], 3, axis=2))
+        at += n
+    if at != len(payload):
+        raise BadRequest(400, "the request's data is longer than its header announces (padded)")
+    return EstimateRequest(pictures)
 
 
 def pack_result(result, notice=None):

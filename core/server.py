@@ -27,7 +27,10 @@ from . import __version__, client
 from .devices import resolve_device
 from .errors import KireiError
 from .pipeline import Options
-from .protocol import DEFAULT_MAX_BODY_MB, DEFAULT_MAX_PIXELS, BadRequest, pack_result, parse_job
+from .estimate import estimate_profile
+from .profile import profile_png
+from .protocol import (DEFAULT_MAX_BODY_MB, DEFAULT_MAX_PIXELS, BadRequest, EstimateRequest, pack_result,
+                       parse_estimate, parse_job)
 from .region import restore_region
 
 log = logging.getLogger("kirei.worker")
@@ -50,6 +53,7 @@ class Job:
         self.progress = 0.0
         self.error = None
         self.result = None
+        self.content_type = client.RESULT_TYPE
         self.cancel = threading.Event()
         self.finished = asyncio.Event()
         self.finished_at = None
@@ -111,6 +115,13 @@ class Worker:
 
         try:
             progress(0.0)
+            if isinstance(r, EstimateRequest):
+                profile, kept = estimate_profile(r.pictures, progress=progress)
+                if kept.sum() < 2 or profile.is_empty():
+                    raise KireiError("no watermark shared by these pictures was found")
+                job.result, job.content_type = profile_png(profile), "image/png"
+                job.progress, job.state = 1.0, "done"
+                return
             result = restore_region(r.pixels, offset=r.offset, mask=r.mask,
                                     profile=r.profile if r.watermark == "profile" else None,
                                     options=Options(scale=r.scale, device=self.device.type,
@@ -187,10 +198,10 @@ def make_app(worker, max_body):
             "queued": len(worker.queue), "max_pixels": worker.max_pixels, "max_body": max_body,
             "methods": ["classic"]})
 
-    async def submit(request):
+    async def submit(request, parse=parse_job):
         body = await request.read()
         try:
-            req = parse_job(body, worker.max_pixels)
+            req = parse(body, worker.max_pixels)
         except BadRequest as e:
             return _error(e.status, e.message)
         job = Job(req)
@@ -223,7 +234,7 @@ def make_app(worker, max_body):
                 pass
         if job.state == "done":
             del worker.jobs[job.id]  # fetched once
-            return web.Response(body=job.result, content_type=client.RESULT_TYPE)
+            return web.Response(body=job.result, content_type=job.content_type)
         if job.state == "failed":
             del worker.jobs[job.id]
             return _error(422, job.error, state="failed")
@@ -239,6 +250,7 @@ def make_app(worker, max_body):
     app = web.Application(middlewares=[guard], client_max_size=max_body)
     app.router.add_get("/v1/health", health)
     app.router.add_post("/v1/jobs", submit)
+    app.router.add_post("/v1/estimate", lambda request: submit(request, parse_estimate))
     app.router.add_get("/v1/jobs/{id}", status)
     app.router.add_get("/v1/jobs/{id}/result", result)
     app.router.add_delete("/v1/jobs/{id}", cancel)

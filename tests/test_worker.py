@@ -385,3 +385,17 @@ def test_installed_copy_of_the_plugin_carries_a_working_client(host, worker, tmp
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == str(kc.PROTOCOL)
+
+
+def test_estimate_through_the_worker(worker, stamped_set, watermark):
+    from core.profile import profile_from_png
+    stamped, _ = stamped_set
+    pics = [np.rint(s * 255).astype(np.uint8) for s in stamped[:12]]
+    seen = []
+    data = worker.client().estimate([(p.tobytes(), 120, 160, 3, "uint8") for p in pics], progress=seen.append)
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    prof = profile_from_png(data)
+    assert np.abs(prof.alpha - watermark[0]).mean() < 0.03
+    assert seen
+    status, body = _raw(worker, "POST", "/v1/estimate", kc.pack({"pictures": [{"width": 2}]}))
+    assert status == 400 and "2 to 200" in json.loads(body)["error"]
