@@ -1,0 +1,208 @@
+"""The plugin's state and its runs, shared by the docker and the Tools > Scripts action.
+
+The worker is called on a background thread; results come back to the GUI thread through Qt
+signals, and only the GUI thread touches Krita (restore.apply_result).
+"""
+import os
+import threading
+import time
+
+from krita import Krita
+from PyQt5.QtCore import QObject, pyqtSignal
+from PyQt5.QtGui import QImage
+
+from . import kirei_client as kc
+from .pixels import to_worker
+from .restore import KireiError, apply_result, layer_name, read_region, send
+
+SETTINGS_GROUP = "kirei"
+MODES = ("blind", "profile", "none")
+PICTURE_FILTER = ("*.png", "*.jpg", "*.jpeg", "*.webp", "*.bmp", "*.tif", "*.tiff")
+
+
+class Controller(QObject):
+    busy = pyqtSignal(bool)
+    progress = pyqtSignal(float)
+    message = pyqtSignal(str, bool)  # text, is_error
+    worker_status = pyqtSignal(str)
+    profile_changed = pyqtSignal(str)
+    _done = pyqtSignal(object, object)  # (what finished, its outcome), from the worker thread
+
+    def __init__(self):
+        super().__init__()
+        self.client = None
+        self.running = None  # (kind, cancel event, started, context)
+        self.last_seconds = None
+        self._done.connect(self._finish)
+
+    # ------------------------------------------------------------ settings
+    def setting(self, key, default):
+        return Krita.instance().readSetting(SETTINGS_GROUP, key, str(default))
+
+    def set_setting(self, key, value):
+        Krita.instance().writeSetting(SETTINGS_GROUP, key, str(value))
+
+    @property
+    def scale(self):
+        v = self.setting("scale", 2)
+        return int(v) if v in ("1", "2", "4") else 2
+
+    @property
+    def mode(self):
+        v = self.setting("mode", "blind")
+        return v if v in MODES else "blind"
+
+    @property
+    def profile(self):
+        return self.setting("profile", "")
+
+    # ------------------------------------------------------------ the worker
+    def _client(self):
+        if self.client is None:
+            self.client = kc.Client.from_environment()
+        return self.client
+
+    def refresh_status(self):
+        """Say which worker serves us, without starting one just to ask."""
+        def ask():
+            try:
+                c = self._client()
+                if c.local and not os.path.exists(os.path.join(c.config, "worker.json")):
+                    text = "Worker: local, starts when needed"
+                else:
+                    info = c.health()
+                    where = "local" if c.local else "remote, " + c.url
+                    text = "Worker: %s (%s)" % (info.get("device_name", info.get("device")), where)
+            except kc.KireiClientError as e:
+                text = "Worker: %s" % e
+            self.worker_status.emit(text)
+        threading.Thread(target=ask, daemon=True).start()
+
+    # ------------------------------------------------------------ runs
+    def restore(self, doc=None, node=None):
+        """Restore the active layer with the current settings (returns at once; the run goes on)."""
+        if self.running:
+            self.message.emit("Kirei is already running; cancel it first.", True)
+            return False
+        k = Krita.instance()
+        doc = doc or k.activeDocument()
+        node = node or (doc.activeNode() if doc is not None else None)
+        scale, mode, profile = self.scale, self.mode, self.profile
+        try:
+            if mode == "profile" and not (profile and os.path.isfile(profile)):
+                raise KireiError("Choose the watermark profile file (or another watermark mode).")
+            region = read_region(doc, node)
+        except KireiError as e:
+            self.message.emit(str(e), True)
+            return False
+        context = (doc, node, region, scale, mode)
+        self._start("restore", context, lambda cancel: send(self._client(), region, scale, mode, profile,
+                                                            self.progress.emit, cancel))
+        return True
+
+    def estimate(self, pictures, save_to):
+        """Measure the watermark shared by pictures ((bytes, w, h, channels, dtype) each); save the profile."""
+        if self.running:
+            self.message.emit("Kirei is already running; cancel it first.", True)
+            return False
+        self._start("estimate", save_to, lambda cancel: self._client().estimate(
+            pictures, progress=self.progress.emit, cancel=cancel))
+        return True
+
+    def _start(self, kind, context, work):
+        cancel = threading.Event()
+        self.running = (kind, cancel, time.time(), context)
+        self.busy.emit(True)
+        self.progress.emit(0.0)
+        self.message.emit("Restoring..." if kind == "restore" else "Measuring the watermark...", False)
+
+        def run():
+            try:
+                outcome = work(cancel)
+            except kc.Cancelled:
+                outcome = kc.Cancelled("Cancelled: the document is unchanged.")
+            except kc.KireiClientError as e:
+                outcome = e
+            except Exception as e:  # a bug must reach the user, not vanish with the thread
+                outcome = kc.KireiClientError("Unexpected error: %s: %s" % (type(e).__name__, e))
+            self._done.emit(kind, outcome)
+
+        threading.Thread(target=run, daemon=True).start()
+
+    def cancel(self):
+        if self.running:
+            self.running[1].set()
+
+    def _finish(self, kind, outcome):
+        """On the GUI thread: apply a result, or say why there is none."""
+        _, _, started, context = self.running
+        self.running = None
+        self.busy.emit(False)
+        if isinstance(outcome, Exception):
+            if isinstance(outcome, (kc.CoreNotInstalled, kc.WorkerStartFailed, kc.WorkerGone)):
+                self.client = None  # the next run looks for (or starts) a worker afresh
+            self.message.emit(str(outcome) + ("" if isinstance(outcome, kc.Cancelled) else
+                                              " The document is unchanged."), True)
+            return
+        try:
+            if kind == "restore":
+                doc, node, region, scale, mode = context
+                if doc not in Krita.instance().documents():
+                    raise KireiError("The document was closed during the run.")
+                apply_result(doc, node, region, outcome, scale, layer_name(scale, mode))
+                if outcome.notice:
+                    self.message.emit(outcome.notice, False)
+            else:
+                with open(context, "wb") as fh:
+                    fh.write(outcome)
+                self.set_setting("profile", context)
+                self.set_setting("mode", "profile")
+                self.profile_changed.emit(context)
+        except (KireiError, IOError, OSError) as e:
+            self.message.emit(str(e), True)
+            return
+        self.last_seconds = time.time() - started
+        self.progress.emit(1.0)
+        done = "Done" if kind == "restore" else "Profile saved to %s" % context
+        self.message.emit("%s in %.1f s." % (done, self.last_seconds), False)
+
+
+def pictures_from_documents(docs):
+    """The open documents' merged pictures, in the worker's layout."""
+    out = []
+    for d in docs:
+        if d.colorModel() not in ("RGBA", "GRAYA"):
+            continue
+        w, h = d.width(), d.height()
+        data, dtype, channels = to_worker(d.pixelData(0, 0, w, h), d.colorModel(), d.colorDepth())
+        out.append((data, w, h, channels, dtype))
+    return _one_size(out)
+
+
+def pictures_from_folder(folder):
+    out = []
+    for name in sorted(os.listdir(folder)):
+        if not name.lower().endswith(tuple(p[1:] for p in PICTURE_FILTER)):
+            continue
+        img = QImage(os.path.join(folder, name))
+        if img.isNull():
+            continue
+        img = img.convertToFormat(QImage.Format_RGBA8888)
+        ptr = img.constBits()
+        ptr.setsize(img.byteCount())
+        row = img.width() * 4
+        data = bytes(ptr)
+        if img.bytesPerLine() != row:  # drop the scanlines' padding
+            data = b"".join(data[y * img.bytesPerLine():y * img.bytesPerLine() + row] for y in range(img.height()))
+        out.append((data, img.width(), img.height(), 4, "uint8"))
+    return _one_size(out)
+
+
+def _one_size(pictures):
+    """The pictures of the most common size (a profile belongs to one size)."""
+    sizes = {}
+    for p in pictures:
+        sizes.setdefault((p[1], p[2]), []).append(p)
+    if not sizes:
+        return []
+    return max(sizes.values(), key=len)

@@ -1,0 +1,128 @@
+"""Runs INSIDE real Krita (kritarunner): the plugin on real documents against a real worker.
+
+Started by tests/test_krita.py, which wrote the inputs to $KIREI_KRITA_IO (case.json, raw pixel
+files, a profile PNG) and compares what these tests write back there with the engine's own
+answer. Pixels are handed to Krita in its own byte order (B,G,R,A for integer RGBA), converted
+here by the test itself, not by the plugin.
+"""
+import json
+import os
+
+import pytest
+from krita import Krita, Selection
+
+from kirei import kirei_client as kc
+from kirei.restore import KireiError, restore_now
+
+IO = os.environ.get("KIREI_KRITA_IO", "")
+
+
+def _bgra(data, width):
+    """RGBA <-> BGRA for `width`-byte channels, written plainly (independent of the plugin)."""
+    out = bytearray(data)
+    px = 4 * width
+    for i in range(0, len(data), px):
+        out[i:i + width], out[i + 2 * width:i + 3 * width] = data[i + 2 * width:i + 3 * width], data[i:i + width]
+    return bytes(out)
+
+
+def _doc(w, h, depth="U8", model="RGBA"):
+    d = Krita.instance().createDocument(w, h, "kirei-test", model, depth, "", 72.0)
+    d.setBatchmode(True)
+    return d
+
+
+def _cases():
+    with open(os.path.join(IO, "cases.json")) as fh:
+        return json.load(fh)
+
+
+@pytest.fixture
+def client():
+    return kc.Client.from_environment()
+
+
+@pytest.mark.parametrize("name", [c["name"] for c in _cases()] if IO else [])
+def test_restore_case(name, client):
+    case = [c for c in _cases() if c["name"] == name][0]
+    w, h, depth = case["width"], case["height"], case["depth"]
+    width = {"U8": 1, "U16": 2}[depth]
+    doc = _doc(w, h, depth)
+    try:
+        src = doc.nodeByName("Background")
+        with open(os.path.join(IO, case["pixels"]), "rb") as fh:
+            rgba = fh.read()
+        src.setPixelData(_bgra(rgba, width), 0, 0, w, h)
+        twin = src.duplicate()  # scaled along with the document: what the source must still equal
+        twin.setName("twin")
+        twin.setVisible(False)
+        doc.rootNode().addChildNode(twin, None)
+        if case.get("selection"):
+            sel = Selection()
+            for x, y, sw, sh, v in case["selection"]:
+                sel.select(x, y, sw, sh, v)
+            doc.setSelection(sel)
+        before = bytes(src.pixelData(0, 0, w, h))
+        profile = os.path.join(IO, case["profile"]) if case.get("profile") else None
+        seen = []
+        layer = restore_now(client, doc, src, scale=case["scale"], watermark=case["watermark"], profile=profile,
+                            progress=seen.append)
+        s = case["scale"]
+        assert (doc.width(), doc.height()) == (w * s, h * s)
+        names = [n.name() for n in doc.rootNode().childNodes()]
+        assert names.index(layer.name()) == names.index("Background") + 1, names  # right above the source
+        out = bytes(layer.pixelData(0, 0, w * s, h * s))
+        with open(os.path.join(IO, name + ".out"), "wb") as fh:
+            fh.write(_bgra(out, width))
+        after = bytes(src.pixelData(0, 0, w * s, h * s))
+        if s == 1:
+            assert after == before
+        else:
+            assert after == bytes(twin.pixelData(0, 0, w * s, h * s))
+        with open(os.path.join(IO, name + ".json"), "w") as fh:
+            json.dump({"layer": layer.name(), "type": layer.type(), "depth": layer.colorDepth(),
+                       "progress_calls": len(seen)}, fh)
+    finally:
+        doc.close()
+
+
+def _unchanged(doc, run):
+    """Run something that must fail, and check the document is exactly as it was."""
+    nodes = [(n.name(), n.type()) for n in doc.rootNode().childNodes()]
+    size = (doc.width(), doc.height())
+    pixels = bytes(doc.nodeByName("Background").pixelData(0, 0, doc.width(), doc.height()))
+    with pytest.raises((KireiError, kc.KireiClientError)) as err:
+        run()
+    assert [(n.name(), n.type()) for n in doc.rootNode().childNodes()] == nodes
+    assert (doc.width(), doc.height()) == size
+    assert bytes(doc.nodeByName("Background").pixelData(0, 0, size[0], size[1])) == pixels
+    return str(err.value)
+
+
+@pytest.mark.skipif(not IO, reason="run by tests/test_krita.py")
+def test_wrong_layers_and_cancel_leave_the_document_untouched(client):
+    import threading
+    doc = _doc(40, 30)
+    try:
+        doc.nodeByName("Background").setPixelData(bytes([10, 20, 30, 255]) * 1200, 0, 0, 40, 30)
+        group = doc.createGroupLayer("a group")
+        doc.rootNode().addChildNode(group, None)
+        vector = doc.createVectorLayer("shapes")
+        doc.rootNode().addChildNode(vector, None)
+        assert "group" in _unchanged(doc, lambda: restore_now(client, doc, group))
+        assert "vector layer" in _unchanged(doc, lambda: restore_now(client, doc, vector))
+        assert "Select the paint layer" in _unchanged(doc, lambda: restore_now(client, doc, None))
+        assert "Open a document" in str(pytest.raises(KireiError, restore_now, client, None, None).value)
+        cancel = threading.Event()
+        cancel.set()
+        bg = doc.nodeByName("Background")
+        assert "cancelled" in _unchanged(doc, lambda: restore_now(client, doc, bg, scale=2, cancel=cancel))
+        empty = Selection()
+        empty.select(0, 0, 5, 5, 255)
+        doc.setSelection(empty)
+        far = doc.createNode("far", "paintlayer")
+        doc.rootNode().addChildNode(far, None)
+        far.setPixelData(bytes([1, 2, 3, 255]) * 25, 30, 20, 5, 5)
+        assert "selection" in _unchanged(doc, lambda: restore_now(client, doc, far))
+    finally:
+        doc.close()
