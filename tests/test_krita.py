@@ -128,3 +128,71 @@ def test_plugin_in_kritarunner(krita_worker, tmp_path):
         info = json.load(open(os.path.join(io, case["name"] + ".json")))
         assert info["type"] == "paintlayer" and info["layer"].startswith("Kirei")
         assert info["depth"] == case["depth"]
+
+
+def _enable_plugins(config_home, names):
+    """kritarc [python] enable_NAME=true for each plugin (Krita loads no plugin that isn't enabled)."""
+    rc = os.path.join(config_home, "kritarc")
+    lines = open(rc).read().splitlines() if os.path.exists(rc) else []
+    lines = [ln for ln in lines if not any(ln.startswith(f"enable_{n}=") for n in names)]
+    if "[python]" not in lines:
+        lines += ["", "[python]"]
+    i = lines.index("[python]") + 1
+    lines[i:i] = [f"enable_{n}=true" for n in names]
+    with open(rc, "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+
+
+def test_plugin_in_krita_gui(krita_worker, tmp_path):
+    """A full Krita under Xvfb loads the installed plugin (copied as `cp -rL` would), shows the
+    docker, and restores from its Restore button; the window is saved as a screenshot."""
+    _need(shutil.which("krita") and shutil.which("Xvfb"), "Krita and Xvfb")
+    out = os.path.join(ROOT, "test-output", "krita-gui")
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    env = krita_env(str(tmp_path), {"KIREI_GUITEST_OUT": out, "KIREI_SERVER_URL": krita_worker.url,
+                                    "KIREI_TOKEN_FILE": krita_worker.token_file})
+    env.pop("QT_QPA_PLATFORM", None)
+    pykrita = os.path.join(env["XDG_DATA_HOME"], "krita", "pykrita")
+    for name in ("kirei", "kirei_guitest"):
+        shutil.rmtree(os.path.join(pykrita, name), ignore_errors=True)
+    shutil.copytree(os.path.join(ROOT, "plugins", "krita", "kirei"), os.path.join(pykrita, "kirei"), symlinks=False)
+    shutil.copy(os.path.join(ROOT, "plugins", "krita", "kirei.desktop"), pykrita)
+    shutil.copytree(os.path.join(ROOT, "tests", "krita", "kirei_guitest"), os.path.join(pykrita, "kirei_guitest"))
+    shutil.copy(os.path.join(ROOT, "tests", "krita", "kirei_guitest.desktop"), pykrita)
+    _enable_plugins(env["XDG_CONFIG_HOME"], ["kirei", "kirei_guitest"])
+    rgba = (picture(96, 64, seed=8) * 255).astype(np.uint8)
+    rgba = np.dstack([rgba, np.full((64, 96), 255, np.uint8)])
+    rgba[..., [2, 1, 0, 3]].tofile(os.path.join(out, "input.raw"))  # Krita's B,G,R,A
+
+    rfd, wfd = os.pipe()
+    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(wfd), "-screen", "0", "1600x1000x24", "-nolisten", "tcp"],
+                            pass_fds=(wfd,), stderr=subprocess.DEVNULL)
+    os.close(wfd)
+    krita = None
+    try:
+        display = os.read(rfd, 16).decode().strip()
+        env["DISPLAY"] = ":" + display
+        with open(os.path.join(out, "krita.log"), "wb") as log:
+            krita = subprocess.Popen(["krita", "--nosplash"], env=env, stdout=log, stderr=log)
+        result = os.path.join(out, "result.json")
+        try:
+            krita.wait(180)
+        except subprocess.TimeoutExpired:
+            pass
+        assert os.path.exists(result), open(os.path.join(out, "krita.log"), errors="replace").read()[-3000:]
+        res = json.load(open(result))
+        assert "traceback" not in res, res["traceback"]
+        assert res["docker_found"] and res["docker_title"] == "Kirei" and res["action_found"]
+        assert res["size"] == [192, 128]
+        assert res["layers"][-1].startswith("Kirei x2"), res["layers"]
+        assert res["grab_saved"] and os.path.getsize(os.path.join(out, "krita-window.png")) > 10000
+        assert "Done in" in res["message"] or "upscaled only" in res["message"], res["message"]
+        got = np.fromfile(os.path.join(out, "new_layer.raw"), np.uint8).reshape(128, 192, 4)[..., [2, 1, 0, 3]]
+        want = restore_region(rgba, options=Options(scale=2)).pixels
+        np.testing.assert_array_equal(got, want)
+    finally:
+        if krita and krita.poll() is None:
+            krita.kill()
+        xvfb.kill()
+        os.close(rfd)

@@ -150,8 +150,6 @@ class Controller(QObject):
                 if doc not in Krita.instance().documents():
                     raise KireiError("The document was closed during the run.")
                 apply_result(doc, node, region, outcome, scale, layer_name(scale, mode))
-                if outcome.notice:
-                    self.message.emit(outcome.notice, False)
             else:
                 with open(context, "wb") as fh:
                     fh.write(outcome)
@@ -164,7 +162,8 @@ class Controller(QObject):
         self.last_seconds = time.time() - started
         self.progress.emit(1.0)
         done = "Done" if kind == "restore" else "Profile saved to %s" % context
-        self.message.emit("%s in %.1f s." % (done, self.last_seconds), False)
+        notice = getattr(outcome, "notice", None)
+        self.message.emit("%s in %.1f s.%s" % (done, self.last_seconds, " " + notice if notice else ""), False)
 
 
 def pictures_from_documents(docs):

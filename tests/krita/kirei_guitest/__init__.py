@@ -1,0 +1,97 @@
+"""Test-only Krita plugin: once the main window is up, drive the Kirei docker like a user would
+(a document, the docker's settings, its Restore button), then write result.json and a grab of
+the window into $KIREI_GUITEST_OUT and quit Krita. Installed only by tests/test_krita.py."""
+import json
+import os
+import time
+import traceback
+
+from krita import Extension, Krita
+from PyQt5.QtCore import QTimer
+from PyQt5.QtWidgets import QApplication, QComboBox, QDockWidget, QLabel, QPushButton
+
+OUT = os.environ.get("KIREI_GUITEST_OUT")
+
+
+class Driver(Extension):
+    def __init__(self, parent):
+        super().__init__(parent)
+        self.res = {}
+
+    def setup(self):
+        if OUT:
+            Krita.instance().notifier().windowCreated.connect(lambda: QTimer.singleShot(1500, self.start))
+
+    def createActions(self, window):
+        pass
+
+    def write(self):
+        with open(os.path.join(OUT, "result.json"), "w") as fh:
+            json.dump(self.res, fh, indent=1)
+
+    def fail(self):
+        self.res["traceback"] = traceback.format_exc()
+        self.write()
+        QTimer.singleShot(100, QApplication.instance().quit)
+
+    def start(self):
+        try:
+            k = Krita.instance()
+            win = k.activeWindow()
+            doc = k.createDocument(96, 64, "kirei-gui", "RGBA", "U8", "", 72.0)
+            with open(os.path.join(OUT, "input.raw"), "rb") as fh:  # B,G,R,A already
+                doc.nodeByName("Background").setPixelData(fh.read(), 0, 0, 96, 64)
+            win.addView(doc)
+            k.setActiveDocument(doc)
+            doc.refreshProjection()
+            docks = [d for d in win.qwindow().findChildren(QDockWidget) if d.objectName() == "kirei_docker"]
+            self.res["docker_found"] = bool(docks)
+            dock = docks[0]
+            dock.setVisible(True)
+            dock.raise_()
+            self.res["docker_title"] = dock.windowTitle()
+            self.res["action_found"] = k.action("kirei_restore") is not None
+            scale, mode = dock.findChildren(QComboBox)[:2]
+            scale.setCurrentIndex(1)  # 2x
+            mode.setCurrentIndex(0)  # blind
+            button = dock.findChild(QPushButton, "kirei_restore_button")
+            self.doc, self.dock, self.t0 = doc, dock, time.time()
+            button.click()
+            self.res["clicked"] = True
+            QTimer.singleShot(200, self.wait)
+        except Exception:
+            self.fail()
+
+    def wait(self):
+        try:
+            from kirei.docker import KireiDocker
+            busy = KireiDocker.controller.running is not None
+            if busy and time.time() - self.t0 < 60:
+                QTimer.singleShot(200, self.wait)
+                return
+            names = [n.name() for n in self.doc.rootNode().childNodes()]
+            self.res["layers"] = names
+            self.res["size"] = [self.doc.width(), self.doc.height()]
+            label = self.dock.findChild(QLabel, "kirei_message")
+            self.res["message"] = label.text() if label else None
+            layer = self.doc.nodeByName(names[-1])
+            with open(os.path.join(OUT, "new_layer.raw"), "wb") as fh:
+                fh.write(bytes(layer.pixelData(0, 0, self.doc.width(), self.doc.height())))
+            QApplication.processEvents()
+            QTimer.singleShot(800, self.grab)
+        except Exception:
+            self.fail()
+
+    def grab(self):
+        try:
+            qwin = Krita.instance().activeWindow().qwindow()
+            self.res["grab_saved"] = qwin.grab().save(os.path.join(OUT, "krita-window.png"))
+            self.write()
+            self.doc.setModified(False)
+            self.doc.close()
+            Krita.instance().action("file_quit").trigger()
+        except Exception:
+            self.fail()
+
+
+Krita.instance().addExtension(Driver(Krita.instance()))

@@ -1,0 +1,208 @@
+"""The Krita plugin without Krita: its logic and its docker on the Krita API stubs
+(tests/krita_stubs), against a real worker. Real Krita runs tests/test_krita.py."""
+import os
+import struct
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from core.blend import stamp
+from core.pipeline import Options
+from core.region import restore_region
+from tests.conftest import ROOT, picture
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+pytest.importorskip("PyQt5.QtWidgets", reason="the docker's tests need PyQt5 (pip install .[test])")
+sys.path[:0] = [os.path.join(ROOT, "tests", "krita_stubs"), os.path.join(ROOT, "plugins", "krita")]
+
+from PyQt5.QtWidgets import QApplication, QLabel, QPushButton  # noqa: E402
+
+import krita  # noqa: E402  (the stubs)
+from kirei import pixels  # noqa: E402
+from kirei.restore import KireiError, check_target, read_region, restore_now  # noqa: E402
+
+APP = QApplication.instance() or QApplication([])
+
+
+@pytest.fixture(autouse=True)
+def use_worker(worker, monkeypatch):
+    monkeypatch.setenv("KIREI_SERVER_URL", worker.url)
+    monkeypatch.setenv("KIREI_TOKEN_FILE", worker.token_file)
+
+
+def _doc(w=40, h=30, model="RGBA", depth="U8", seed=3):
+    d = krita.Krita.instance().createDocument(w, h, "t", model, depth, "", 72.0)
+    rgba = np.dstack([np.rint(picture(w, h, seed) * 255), np.full((h, w), 255)]).astype(np.uint8)
+    d.nodeByName("Background").setPixelData(rgba[..., [2, 1, 0, 3]].tobytes(), 0, 0, w, h)
+    return d, rgba
+
+
+def _layer_rgba(node, w, h):
+    return np.frombuffer(node.pixelData(0, 0, w, h), np.uint8).reshape(h, w, 4)[..., [2, 1, 0, 3]]
+
+
+# ---------------------------------------------------------------- pixel layouts
+def test_integer_rgba_is_bgra_in_krita():
+    data, dtype, ch = pixels.to_worker(bytes([1, 2, 3, 4, 5, 6, 7, 8]), "RGBA", "U8")
+    assert (data, dtype, ch) == (bytes([3, 2, 1, 4, 7, 6, 5, 8]), "uint8", 4)
+    u16 = struct.pack("<8H", 1, 2, 3, 4, 500, 600, 700, 800)
+    data, dtype, _ = pixels.to_worker(u16, "RGBA", "U16")
+    assert struct.unpack("<8H", data) == (3, 2, 1, 4, 700, 600, 500, 800) and dtype == "uint16"
+    assert pixels.from_worker(data, "RGBA", "U16") == u16
+
+
+def test_float_layers_travel_as_float32():
+    halves = struct.pack("<4e", 0.25, 0.5, 0.75, 1.0)
+    data, dtype, _ = pixels.to_worker(halves, "RGBA", "F16")
+    assert dtype == "float32" and struct.unpack("<4f", data) == (0.25, 0.5, 0.75, 1.0)
+    assert pixels.from_worker(data, "RGBA", "F16") == halves
+    f32 = struct.pack("<4f", 0.1, 0.2, 0.3, 1.0)
+    assert pixels.to_worker(f32, "RGBA", "F32") == (f32, "float32", 4)
+    assert pixels.to_worker(bytes([9, 255]), "GRAYA", "U8") == (bytes([9, 255]), "uint8", 2)
+
+
+# ---------------------------------------------------------------- targets and regions
+def test_wrong_targets_are_explained():
+    d, _ = _doc()
+    group, vector = d.createGroupLayer("g"), d.createVectorLayer("v")
+    cmyk = krita.Krita.instance().createDocument(8, 8, "c", "CMYKA", "U8", "", 72.0)
+    for doc, node, words in ((None, None, "Open a document"), (d, None, "Select the paint layer"),
+                             (d, group, "a group"), (d, vector, "a vector layer"),
+                             (cmyk, cmyk.nodeByName("Background"), "CMYKA")):
+        with pytest.raises(KireiError, match=words):
+            check_target(doc, node)
+
+
+def test_region_is_the_selection_inside_the_layer():
+    d, _ = _doc(40, 30)
+    sel = krita.Selection()
+    sel.select(5, 2, 8, 4, 255)
+    sel.select(5, 6, 8, 1, 100)
+    d.setSelection(sel)
+    r = read_region(d, d.nodeByName("Background"))
+    assert (r.x, r.y, r.width, r.height) == (5, 2, 8, 5)
+    assert r.mask == bytes([255] * 32 + [100] * 8)
+    far = krita.Selection()
+    far.select(39, 29, 1, 1, 255)
+    d.setSelection(far)
+    small = d.createNode("small", "paintlayer")
+    small.setPixelData(bytes([1, 2, 3, 255]) * 4, 0, 0, 2, 2)
+    with pytest.raises(KireiError, match="selection doesn't cover"):
+        read_region(d, small)
+
+
+def test_restore_adds_a_layer_above_and_leaves_the_source(worker):
+    from kirei import kirei_client
+    d, rgba = _doc(40, 30)
+    src = d.nodeByName("Background")
+    top = d.createNode("top", "paintlayer")
+    d.rootNode().addChildNode(top, src)
+    sel = krita.Selection()
+    sel.select(4, 3, 20, 15, 255)
+    d.setSelection(sel)
+    before = src.pixelData(0, 0, 40, 30)
+    layer = restore_now(kirei_client.Client.from_environment(), d, src, scale=1, watermark="none")
+    assert [n.name() for n in d.rootNode().childNodes()] == ["Background", "Kirei (upscale only)", "top"]
+    assert src.pixelData(0, 0, 40, 30) == before
+    mask = np.zeros((15, 20), np.uint8) + 255
+    want = restore_region(rgba[3:18, 4:24], offset=(4, 3), mask=mask, options=Options(scale=1))
+    got = _layer_rgba(layer, 40, 30)
+    np.testing.assert_array_equal(got[3:18, 4:24], want.pixels)
+    assert not got[:3].any() and not got[18:].any()
+
+
+# ---------------------------------------------------------------- the registered plugin and its docker
+def _wait(controller, seconds=60):
+    t = time.time()
+    while controller.running is not None and time.time() - t < seconds:
+        APP.processEvents()
+        time.sleep(0.01)
+    APP.processEvents()
+
+
+def _plugin():
+    import kirei  # noqa: F401  registers with the stub Krita
+    from kirei.docker import DOCKER_ID, KireiDocker
+    app = krita.Krita.instance()
+    assert any(f.id == DOCKER_ID and f.cls is KireiDocker for f in app._factories)
+    ext = [e for e in app.extensions() if type(e).__name__ == "KireiExtension"][0]
+    return KireiDocker, ext
+
+
+def test_docker_restores_the_active_layer(tmp_path):
+    KireiDocker, ext = _plugin()
+    app = krita.Krita.instance()
+    app.app_data = str(tmp_path)
+    ext.setup()
+    assert (tmp_path / "actions" / "kirei.action").exists()
+    docker = KireiDocker()
+    assert docker.windowTitle() == "Kirei"
+    d, rgba = _doc(32, 24, seed=5)
+    d.setActiveNode(d.nodeByName("Background"))
+    app.setActiveDocument(d)
+    docker.scale.setCurrentIndex(1)  # 2x
+    docker.mode.setCurrentIndex(2)  # don't remove
+    docker.findChild(QPushButton, "kirei_restore_button").click()
+    assert docker.cancel_button.isEnabled()
+    _wait(docker.controller)
+    label = docker.findChild(QLabel, "kirei_message").text()
+    assert "Done in" in label, label
+    assert (d.width(), d.height()) == (64, 48)
+    layer = d.nodeByName("Kirei x2 (upscale only)")
+    want = restore_region(rgba, options=Options(scale=2)).pixels
+    np.testing.assert_array_equal(_layer_rgba(layer, 64, 48), want)
+    assert docker.bar.value() == 1000 and docker.restore_button.isEnabled()
+
+    # the action runs the same thing; on a group layer it explains and changes nothing
+    window = krita.Window()
+    ext.createActions(window)
+    group = d.createGroupLayer("g")
+    d.rootNode().addChildNode(group, None)
+    d.setActiveNode(group)
+    nodes = [n.name() for n in d.rootNode().childNodes()]
+    app.action("kirei_restore").trigger()
+    _wait(docker.controller)
+    assert "a group" in docker.findChild(QLabel, "kirei_message").text()
+    assert [n.name() for n in d.rootNode().childNodes()] == nodes
+
+
+def test_docker_cancel_leaves_the_document_untouched():
+    KireiDocker, _ = _plugin()
+    docker = KireiDocker()
+    app = krita.Krita.instance()
+    d, _ = _doc(200, 150, seed=6)
+    d.setActiveNode(d.nodeByName("Background"))
+    app.setActiveDocument(d)
+    app.writeSetting("kirei", "scale", "4")
+    app.writeSetting("kirei", "mode", "none")
+    c = docker.controller
+    assert c.restore()
+    docker.cancel_button.click()  # while the worker has the job
+    _wait(c)
+    assert "Cancelled" in docker.findChild(QLabel, "kirei_message").text()
+    assert [n.name() for n in d.rootNode().childNodes()] == ["Background"]
+    assert (d.width(), d.height()) == (200, 150)
+
+
+def test_estimate_from_open_documents(tmp_path, watermark):
+    KireiDocker, _ = _plugin()
+    from kirei.controller import pictures_from_documents
+    docker = KireiDocker()
+    alpha, color = watermark
+    for doc in list(krita.Krita.instance().documents()):
+        doc.close()
+    for seed in range(8):
+        d = krita.Krita.instance().createDocument(120, 160, "s", "RGBA", "U8", "", 72.0)
+        px = np.rint(stamp(picture(120, 160, seed + 40), alpha, color) * 255).astype(np.uint8)
+        rgba = np.dstack([px, np.full((160, 120), 255, np.uint8)])
+        d.nodeByName("Background").setPixelData(rgba[..., [2, 1, 0, 3]].tobytes(), 0, 0, 120, 160)
+    pics = pictures_from_documents(krita.Krita.instance().documents())
+    assert len(pics) == 8
+    out = str(tmp_path / "profile.png")
+    assert docker.controller.estimate(pics, out)
+    _wait(docker.controller, 120)
+    from core.profile import load_profile
+    assert np.abs(load_profile(out).alpha - alpha).mean() < 0.03
+    assert docker.profile.text() == out and docker.controller.mode == "profile"
