@@ -38,6 +38,9 @@ def krita_env(tmp, extra=None):
     os.chmod(os.path.join(profile, "runtime"), 0o700)
     env.update(XDG_CONFIG_HOME=os.path.join(profile, "config"), XDG_DATA_HOME=os.path.join(profile, "data"),
                XDG_CACHE_HOME=os.path.join(profile, "cache"), XDG_RUNTIME_DIR=os.path.join(profile, "runtime"))
+    # Krita's embedded Python takes its prefix from the first python3 on PATH: make it Debian's,
+    # whose dist-packages hold PyQt5 (a pyenv or venv python3 first on PATH hides them)
+    env["PATH"] = os.pathsep.join(["/usr/bin", "/bin", env.get("PATH", "")])
     env.update(extra or {})
     return env
 
