@@ -206,3 +206,23 @@ def test_estimate_from_open_documents(tmp_path, watermark):
     from core.profile import load_profile
     assert np.abs(load_profile(out).alpha - alpha).mean() < 0.03
     assert docker.profile.text() == out and docker.controller.mode == "profile"
+
+
+def test_docker_says_when_the_engine_is_not_installed(tmp_path, monkeypatch):
+    KireiDocker, _ = _plugin()
+    docker = KireiDocker()
+    monkeypatch.delenv("KIREI_SERVER_URL")
+    monkeypatch.setenv("KIREI_CONFIG_DIR", str(tmp_path))  # no settings.json: install.py never ran
+    c = docker.controller
+    c.client = None
+    app = krita.Krita.instance()
+    d, _ = _doc(16, 12)
+    d.setActiveNode(d.nodeByName("Background"))
+    app.setActiveDocument(d)
+    app.writeSetting("kirei", "mode", "none")
+    assert c.restore()
+    _wait(c)
+    text = docker.findChild(QLabel, "kirei_message").text()
+    assert "install.py" in text and "unchanged" in text, text
+    assert [n.name() for n in d.rootNode().childNodes()] == ["Background"]
+    c.client = None  # later tests find the worker from the environment again
