@@ -226,3 +226,21 @@ def test_docker_says_when_the_engine_is_not_installed(tmp_path, monkeypatch):
     assert "install.py" in text and "unchanged" in text, text
     assert [n.name() for n in d.rootNode().childNodes()] == ["Background"]
     c.client = None  # later tests find the worker from the environment again
+
+
+def test_pictures_from_a_folder(tmp_path):
+    from PIL import Image
+
+    from kirei.controller import pictures_from_folder
+    rgb = (picture(33, 21, seed=9) * 255).astype(np.uint8)  # odd width: rows with padding in QImage
+    for i in range(3):
+        Image.fromarray(np.roll(rgb, i, axis=1)).save(tmp_path / f"p{i}.png")
+    Image.fromarray(rgb[:10]).save(tmp_path / "other-size.png")
+    (tmp_path / "notes.txt").write_text("not a picture")
+    pics = pictures_from_folder(str(tmp_path))
+    assert len(pics) == 3
+    data, w, h, c, dtype = pics[0]
+    assert (w, h, c, dtype) == (33, 21, 4, "uint8")
+    got = np.frombuffer(data, np.uint8).reshape(21, 33, 4)
+    np.testing.assert_array_equal(got[..., :3], rgb)
+    assert (got[..., 3] == 255).all()
