@@ -45,6 +45,7 @@ class RunningWorker:
 
     def __init__(self, folder, *args):
         import select
+        os.makedirs(str(folder), exist_ok=True)
         self.token_file = os.path.join(str(folder), "token")
         self.log_path = os.path.join(str(folder), "worker.log")
         with open(self.log_path, "wb") as log:
