@@ -10,6 +10,8 @@ succeeded: an error leaves it exactly as it was. Install: plug-ins/kirei/kirei.p
 import os
 import sys
 
+if sys.version_info[0] < 3:  # GIMP 2.10 runs every executable it finds: its plug-in is kirei_gimp2.py
+    sys.exit(0)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import gi  # noqa: E402

@@ -1,0 +1,72 @@
+# -*- coding: utf-8 -*-
+"""The GIMP 2.10 plug-in's checks, on the gimpfu stand-in, under any Python (2.7 included).
+
+    KIREI_SERVER_URL=... KIREI_TOKEN_FILE=... python check_gimp2_plugin.py PLUGIN_DIR SHIM_DIR JOB.json
+
+Prints one JSON line: what registered, and for each case the new layer (name, offsets, size,
+sha256 of its pixels) and whether the source and the undo groups were left right;
+tests/test_gimp2.py compares it with the engine's own answer.
+"""
+from __future__ import print_function
+
+import hashlib
+import json
+import sys
+
+
+def main():
+    plugin_dir, shim_dir, job_file = sys.argv[1:4]
+    sys.path[:0] = [shim_dir, plugin_dir]
+    import gimpfu
+    import kirei_gimp2  # registers through the stand-in
+    with open(job_file) as fh:
+        job = json.load(fh)
+    out = {"python": sys.version.split()[0]}
+    proc = gimpfu.registered["python-fu-kirei-restore"]
+    out["registered"] = {"menu": proc["menu"], "label": proc["label"], "types": proc["imagetypes"],
+                         "params": [p[1] for p in proc["params"]]}
+    run = proc["function"]
+    out["cases"] = {}
+    for case in job["cases"]:
+        kind = {3: gimpfu.RGB_IMAGE, 1: gimpfu.GRAY_IMAGE}[case["bpp"]]
+        w, h = job["width"], job["height"]
+        image = gimpfu.Image(w, h, gimpfu.RGB if case["bpp"] == 3 else gimpfu.GRAY)
+        src = gimpfu.Layer(image, "Background", w, h, kind)
+        with open(case["pixels"], "rb") as fh:
+            src.get_pixel_rgn(0, 0, w, h)[0:w, 0:h] = fh.read()
+        twin = gimpfu.Layer(image, "twin", w, h, kind)
+        twin._data[:] = src._data
+        image.layers = [src, twin]
+        if case.get("selection"):
+            x, y, sw, sh = case["selection"]
+            gimpfu.pdb.gimp_image_select_rectangle(image, gimpfu.CHANNEL_OP_REPLACE, x, y, sw, sh)
+            x, y, sw, sh = case["soft"]
+            for yy in range(y, y + sh):
+                image.selection._data[yy * w + x:yy * w + x + sw] = b"\x80" * sw
+        before = bytes(src._data)
+        run(image, src, case["scale_index"], case["mode_index"], case.get("profile", ""))
+        new = image.layers[0]
+        out["cases"][case["name"]] = {
+            "layers": [l.name for l in image.layers], "offsets": list(new.offsets), "size": [new.width, new.height],
+            "bpp": new.bpp, "sha256": hashlib.sha256(bytes(new._data)).hexdigest(),
+            "source_unchanged": (bytes(src._data) == before) if case["scale_index"] == 0
+            else bytes(src._data) == bytes(twin._data),
+            "undo_balanced": image.undo_depth == 0 and image.undo_groups == 1,
+            "image_size": [image.width, image.height]}
+    # an error: nothing changes, the user is told, GIMP gets a failure
+    image = gimpfu.Image(8, 8)
+    layer = gimpfu.Layer(image, "Background", 8, 8, gimpfu.RGB_IMAGE)
+    image.layers = [layer]
+    try:
+        run(image, layer, 1, 1, "")
+        out["error"] = "no error"
+    except RuntimeError as e:
+        out["error"] = str(e)
+    out["error_left_image"] = [l.name for l in image.layers] == ["Background"] and image.width == 8 \
+        and image.undo_groups == 0
+    out["messages"] = gimpfu.gimp.messages
+    print(json.dumps(out, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()

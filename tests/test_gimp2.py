@@ -1,0 +1,110 @@
+"""The GIMP 2.10 (gimpfu) plug-in's logic on the gimpfu stand-in (tests/gimp2/gimpfu.py), against a
+real worker, under this Python 3 and under a real Python 2.7 (the Debian 11 chroot that
+.ci/py27_chroot.sh builds). Its results must equal the engine's own answer."""
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from core.blend import stamp
+from core.pipeline import Options
+from core.profile import Profile, load_profile, save_profile
+from core.region import restore_region
+from tests.conftest import ROOT, picture
+from tests.test_client_py27 import CHROOT as PY27_CHROOT
+
+W, H = 48, 40
+
+
+def _write(folder, seen_as):
+    """The job file for check_gimp2_plugin.py; paths as the running Python sees `folder` (`seen_as`)."""
+    alpha = np.zeros((H, W), np.float32)
+    alpha[8:30, 4:44] = 0.4
+    color = np.empty((H, W, 3), np.float32)
+    color[:] = (0.9, 0.5, 0.2)
+    save_profile(Profile(alpha, color), os.path.join(folder, "profile.png"))
+    rgb = np.rint(stamp(picture(W, H, seed=51), alpha, color) * 255).astype(np.uint8)
+    grey = np.rint(rgb.mean(axis=2)).astype(np.uint8)
+    rgb.tofile(os.path.join(folder, "rgb.raw"))
+    grey.tofile(os.path.join(folder, "grey.raw"))
+    cases = [
+        {"name": "rgb_whole_x2", "bpp": 3, "pixels": seen_as + "/rgb.raw", "scale_index": 1, "mode_index": 2},
+        {"name": "rgb_selection_profile_x2", "bpp": 3, "pixels": seen_as + "/rgb.raw", "scale_index": 1,
+         "mode_index": 1, "profile": seen_as + "/profile.png", "selection": [6, 4, 30, 24], "soft": [6, 24, 30, 4]},
+        {"name": "grey_profile_x1", "bpp": 1, "pixels": seen_as + "/grey.raw", "scale_index": 0, "mode_index": 1,
+         "profile": seen_as + "/profile.png"},
+    ]
+    with open(os.path.join(folder, "job.json"), "w") as fh:
+        json.dump({"width": W, "height": H, "cases": cases}, fh)
+    for name in ("kirei_gimp2.py", "kirei_common.py", "kirei_client.py"):
+        shutil.copy(os.path.join(ROOT, "plugins", "gimp", "kirei", name), os.path.join(folder, name))
+    for name in ("gimpfu.py", "check_gimp2_plugin.py"):
+        shutil.copy(os.path.join(ROOT, "tests", "gimp2", name), os.path.join(folder, name))
+    return {"rgb.raw": rgb, "grey.raw": grey[..., None]}, cases
+
+
+def _check(output, folder, sources, cases):
+    res = json.loads(output.strip().splitlines()[-1])
+    reg = res["registered"]
+    assert reg["menu"] == "<Image>/Filters/Enhance" and reg["label"] == "Kirei: Remove Watermark & Upscale..."
+    assert reg["types"] == "RGB*, GRAY*" and reg["params"] == ["image", "drawable", "scale", "watermark", "profile"]
+    profile = load_profile(os.path.join(folder, "profile.png"))
+    for case in cases:
+        got = res["cases"][case["name"]]
+        src = sources[case["pixels"].rsplit("/", 1)[1]]
+        src = np.dstack([src, np.full(src.shape[:2], 255, np.uint8)])  # the plug-in sends alpha too
+        s = (1, 2, 4)[case["scale_index"]]
+        mask, (x, y, x1, y1) = None, (0, 0, W, H)
+        if case.get("selection"):
+            full = np.zeros((H, W), np.uint8)
+            sx, sy, sw, sh = case["selection"]
+            full[sy:sy + sh, sx:sx + sw] = 255
+            sx, sy, sw, sh = case["soft"]
+            full[sy:sy + sh, sx:sx + sw] = 128
+            ys, xs = np.nonzero(full)
+            x, y, x1, y1 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
+            mask = full[y:y1, x:x1]
+        want = restore_region(src[y:y1, x:x1], offset=(int(x), int(y)), mask=mask,
+                              profile=profile if case["mode_index"] == 1 else None, options=Options(scale=s))
+        assert got["sha256"] == hashlib.sha256(want.pixels.tobytes()).hexdigest(), case["name"]
+        assert got["offsets"] == list(want.offset) and got["size"] == [want.pixels.shape[1], want.pixels.shape[0]]
+        assert got["layers"][0].startswith("Kirei") and got["layers"][1] == "Background"
+        assert got["source_unchanged"] and got["undo_balanced"] and got["image_size"] == [W * s, H * s]
+    assert "profile" in res["error"] and res["error_left_image"]
+    assert any("profile" in m for m in res["messages"])
+    return res
+
+
+def test_gimp2_plugin_on_python3(worker, tmp_path):
+    sources, cases = _write(str(tmp_path), str(tmp_path))
+    env = dict(os.environ, KIREI_SERVER_URL=worker.url, KIREI_TOKEN_FILE=worker.token_file)
+    p = subprocess.run([sys.executable, str(tmp_path / "check_gimp2_plugin.py"), str(tmp_path), str(tmp_path),
+                        str(tmp_path / "job.json")], env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert _check(p.stdout, str(tmp_path), sources, cases)["python"].startswith("3.")
+
+
+def test_gimp2_plugin_on_real_python27(worker):
+    if not os.path.exists(os.path.join(PY27_CHROOT, "usr/bin/python2.7")):
+        assert not os.environ.get("KIREI_REQUIRE_PY27"), f"CI built no Python 2.7 chroot at {PY27_CHROOT}"
+        pytest.skip(f"no Python 2.7 chroot at {PY27_CHROOT}: build it with `sudo bash .ci/py27_chroot.sh`")
+    inner = "/tmp/kirei-gimp2-check"
+    folder = PY27_CHROOT + inner
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
+    try:
+        sources, cases = _write(folder, inner)
+        shutil.copy(worker.token_file, os.path.join(folder, "token"))
+        env = {"PATH": "/usr/bin:/bin", "KIREI_SERVER_URL": worker.url, "KIREI_TOKEN_FILE": inner + "/token"}
+        p = subprocess.run([shutil.which("chroot") or "/usr/sbin/chroot", PY27_CHROOT, "/usr/bin/python2.7",
+                            inner + "/check_gimp2_plugin.py", inner, inner, inner + "/job.json"],
+                           env=env, capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stderr[-3000:]
+        assert _check(p.stdout, folder, sources, cases)["python"].startswith("2.7")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
