@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import png
-from PIL import Image, ImageOps
+from PIL import Image
 
 from .errors import KireiError
 

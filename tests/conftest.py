@@ -1,4 +1,5 @@
 import os
+import shutil
 import subprocess
 import sys
 
@@ -79,3 +80,51 @@ def worker(tmp_path_factory):
     w = RunningWorker(tmp_path_factory.mktemp("worker"))
     yield w
     w.stop()
+
+
+PY27_CHROOT = os.environ.get("KIREI_PY27_CHROOT", "/var/cache/kirei-ci/py27-bullseye")
+
+
+class Python27:
+    """A real Python 2.7 (GIMP 2.10's) in the Debian 11 chroot .ci/run builds, with a scratch folder
+    inside it: `host` is that folder as seen from here, `inner` as seen by Python 2.7."""
+
+    def __init__(self, name):
+        if not os.path.exists(os.path.join(PY27_CHROOT, "usr/bin/python2.7")):
+            assert not os.environ.get("KIREI_REQUIRE_PY27"), f"CI built no Python 2.7 chroot at {PY27_CHROOT}"
+            pytest.skip(f"no Python 2.7 chroot at {PY27_CHROOT}: see .ci/run (needs root)")
+        self.inner = "/tmp/" + name
+        self.host = PY27_CHROOT + self.inner
+        shutil.rmtree(self.host, ignore_errors=True)
+        os.makedirs(self.host)
+
+    def run(self, args, env, timeout=300):
+        return subprocess.run([shutil.which("chroot") or "/usr/sbin/chroot", PY27_CHROOT, "/usr/bin/python2.7"]
+                              + list(args), env=dict(env, PATH="/usr/bin:/bin"), capture_output=True, text=True,
+                              timeout=timeout)
+
+    def remove(self):
+        shutil.rmtree(self.host, ignore_errors=True)
+
+
+@pytest.fixture
+def python27(request):
+    py = Python27("kirei-" + request.node.name[:40])
+    yield py
+    py.remove()
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    """A stamped 90x70 picture, its true profile as a PNG file, and the clean picture."""
+    from core.profile import Profile, save_profile
+    folder = tmp_path_factory.mktemp("scene")
+    w, h = 90, 70
+    alpha = np.zeros((h, w), np.float32)
+    alpha[20:50, 10:80] = 0.4
+    color = np.ones((h, w, 3), np.float32)
+    clean = picture(w, h, seed=11)
+    stamped = stamp(clean, alpha, color)
+    path = str(folder / "profile.png")
+    save_profile(Profile(alpha, color), path)
+    return stamped, path, Profile(alpha, color), clean

@@ -3,7 +3,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from core.blend import MIN_TRANSMITTANCE, invert, stamp
+from core.blend import invert, stamp
 
 unit = st.floats(0.0, 1.0, width=32)
 

@@ -4,9 +4,8 @@ import pytest
 import torch
 from PIL import Image
 
-from core.blend import stamp
 from core.profile import Profile, load_profile, save_profile
-from tests.conftest import quantise, run_cli
+from tests.conftest import run_cli
 
 
 def _save(arr, path):

@@ -1,8 +1,8 @@
 """The plugins' client under a real Python 2.7 (GIMP 2.10's) and the engine's Python 3, against a
 real worker: results equal the engine's direct answer bit for bit.
 
-Python 2.7 comes from a Debian 11 chroot that .ci/py27_chroot.sh builds and caches; where there
-is none (a developer's machine), that case is skipped and says how to get one.
+Python 2.7 comes from a Debian 11 chroot that .ci/run builds and caches; where there is none
+(a developer's machine), that case is skipped and says how to get one.
 """
 import hashlib
 import json
@@ -12,15 +12,11 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 from core.pipeline import Options
 from core.profile import load_profile
 from core.region import restore_region
-from tests.conftest import ROOT, picture
-from tests.test_worker import scene  # noqa: F401  (fixture)
-
-CHROOT = os.environ.get("KIREI_PY27_CHROOT", "/var/cache/kirei-ci/py27-bullseye")
+from tests.conftest import ROOT
 
 
 def _job_files(folder, scene, inside=""):
@@ -56,7 +52,7 @@ def _check(out, want):
     return res
 
 
-def test_client_on_python3(worker, scene, tmp_path):  # noqa: F811
+def test_client_on_python3(worker, scene, tmp_path):
     want = _job_files(str(tmp_path), scene)
     env = dict(os.environ, KIREI_SERVER_URL=worker.url, KIREI_TOKEN_FILE=worker.token_file)
     p = subprocess.run([sys.executable, str(tmp_path / "client_check.py"), str(tmp_path), str(tmp_path / "job.json")],
@@ -65,26 +61,15 @@ def test_client_on_python3(worker, scene, tmp_path):  # noqa: F811
     assert _check(p.stdout, want)["python"].startswith("3.")
 
 
-def test_client_on_real_python27(worker, scene):  # noqa: F811
-    if not os.path.exists(os.path.join(CHROOT, "usr/bin/python2.7")):
-        assert not os.environ.get("KIREI_REQUIRE_PY27"), f"CI built no Python 2.7 chroot at {CHROOT}"
-        pytest.skip(f"no Python 2.7 chroot at {CHROOT}: build it with `sudo bash .ci/py27_chroot.sh`")
-    inner = "/tmp/kirei-client-check"
-    folder = CHROOT + inner
-    shutil.rmtree(folder, ignore_errors=True)
-    os.makedirs(folder)
-    try:
-        want = _job_files(folder, scene, inside="")
-        # paths as the chroot sees them
-        job = json.load(open(os.path.join(folder, "job.json")))
-        for k in ("pixels_file", "mask_file", "profile"):
-            job[k] = job[k].replace(CHROOT, "", 1)
-        json.dump(job, open(os.path.join(folder, "job.json"), "w"))
-        shutil.copy(worker.token_file, os.path.join(folder, "token"))
-        env = {"PATH": "/usr/bin:/bin", "KIREI_SERVER_URL": worker.url, "KIREI_TOKEN_FILE": inner + "/token"}
-        p = subprocess.run([shutil.which("chroot") or "/usr/sbin/chroot", CHROOT, "/usr/bin/python2.7", inner + "/client_check.py", inner,
-                            inner + "/job.json"], env=env, capture_output=True, text=True, timeout=120)
-        assert p.returncode == 0, p.stderr
-        assert _check(p.stdout, want)["python"].startswith("2.7")
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+def test_client_on_real_python27(worker, scene, python27):
+    want = _job_files(python27.host, scene)
+    job = json.load(open(os.path.join(python27.host, "job.json")))
+    for k in ("pixels_file", "mask_file", "profile"):  # paths as Python 2.7 sees them
+        job[k] = job[k].replace(python27.host, python27.inner, 1)
+    json.dump(job, open(os.path.join(python27.host, "job.json"), "w"))
+    shutil.copy(worker.token_file, os.path.join(python27.host, "token"))
+    inner = python27.inner
+    p = python27.run([inner + "/client_check.py", inner, inner + "/job.json"],
+                     {"KIREI_SERVER_URL": worker.url, "KIREI_TOKEN_FILE": inner + "/token"})
+    assert p.returncode == 0, p.stderr
+    assert _check(p.stdout, want)["python"].startswith("2.7")

@@ -1,5 +1,4 @@
-"""The GIMP 3 plug-in in real GIMP 3.0 (a Debian 13 chroot that .ci/gimp3_chroot.sh builds and
-caches): installed as a user installs it, registered in the menu, run in batch through a real
+"""The GIMP 3 plug-in in real GIMP 3.0 (a Debian 13 chroot that .ci/run builds and caches): installed as a user installs it, registered in the menu, run in batch through a real
 worker on 127.0.0.1, with pytest running inside GIMP. The new layers' pixels are compared here
 with the engine's own answer. Skipped (saying how to get it) where there is no such chroot."""
 import json
@@ -67,9 +66,9 @@ def _expected(case, src, work):
 
 
 def test_plugin_in_real_gimp3(tmp_path):
-    if not os.path.exists(os.path.join(CHROOT, ".kirei-gimp3-ready")):
+    if not os.path.exists(os.path.join(CHROOT, ".kirei-ready")):
         assert not os.environ.get("KIREI_REQUIRE_HOSTS"), f"CI built no GIMP 3 chroot at {CHROOT}"
-        pytest.skip(f"no GIMP 3 chroot at {CHROOT}: build it with `sudo bash .ci/gimp3_chroot.sh`")
+        pytest.skip(f"no GIMP 3 chroot at {CHROOT}: build it with `sudo bash .ci/debian_chroot.sh gimp3-trixie trixie \"gimp python3-pytest\"`")
     work = str(tmp_path)
     cases, sources = _write_cases(work)
     # install the plug-in as a user would: cp -rL plugins/gimp/kirei <profile>/plug-ins/

@@ -1,6 +1,6 @@
 """The GIMP 2.10 (gimpfu) plug-in's logic on the gimpfu stand-in (tests/gimp2/gimpfu.py), against a
-real worker, under this Python 3 and under a real Python 2.7 (the Debian 11 chroot that
-.ci/py27_chroot.sh builds). Its results must equal the engine's own answer."""
+real worker, under this Python 3 and under a real Python 2.7 (the Debian 11 chroot that .ci/run
+builds). Its results must equal the engine's own answer."""
 import hashlib
 import json
 import os
@@ -9,14 +9,12 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 from core.blend import stamp
 from core.pipeline import Options
 from core.profile import Profile, load_profile, save_profile
 from core.region import restore_region
 from tests.conftest import ROOT, picture
-from tests.test_client_py27 import CHROOT as PY27_CHROOT
 
 W, H = 48, 40
 
@@ -89,22 +87,11 @@ def test_gimp2_plugin_on_python3(worker, tmp_path):
     assert _check(p.stdout, str(tmp_path), sources, cases)["python"].startswith("3.")
 
 
-def test_gimp2_plugin_on_real_python27(worker):
-    if not os.path.exists(os.path.join(PY27_CHROOT, "usr/bin/python2.7")):
-        assert not os.environ.get("KIREI_REQUIRE_PY27"), f"CI built no Python 2.7 chroot at {PY27_CHROOT}"
-        pytest.skip(f"no Python 2.7 chroot at {PY27_CHROOT}: build it with `sudo bash .ci/py27_chroot.sh`")
-    inner = "/tmp/kirei-gimp2-check"
-    folder = PY27_CHROOT + inner
-    shutil.rmtree(folder, ignore_errors=True)
-    os.makedirs(folder)
-    try:
-        sources, cases = _write(folder, inner)
-        shutil.copy(worker.token_file, os.path.join(folder, "token"))
-        env = {"PATH": "/usr/bin:/bin", "KIREI_SERVER_URL": worker.url, "KIREI_TOKEN_FILE": inner + "/token"}
-        p = subprocess.run([shutil.which("chroot") or "/usr/sbin/chroot", PY27_CHROOT, "/usr/bin/python2.7",
-                            inner + "/check_gimp2_plugin.py", inner, inner, inner + "/job.json"],
-                           env=env, capture_output=True, text=True, timeout=300)
-        assert p.returncode == 0, p.stderr[-3000:]
-        assert _check(p.stdout, folder, sources, cases)["python"].startswith("2.7")
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+def test_gimp2_plugin_on_real_python27(worker, python27):
+    sources, cases = _write(python27.host, python27.inner)
+    shutil.copy(worker.token_file, os.path.join(python27.host, "token"))
+    inner = python27.inner
+    p = python27.run([inner + "/check_gimp2_plugin.py", inner, inner, inner + "/job.json"],
+                     {"KIREI_SERVER_URL": worker.url, "KIREI_TOKEN_FILE": inner + "/token"})
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert _check(p.stdout, python27.host, sources, cases)["python"].startswith("2.7")

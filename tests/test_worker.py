@@ -13,9 +13,7 @@ import numpy as np
 import pytest
 
 from core import client as kc
-from core.blend import stamp
 from core.pipeline import Options
-from core.profile import Profile, save_profile
 from core.region import restore_region
 from tests.conftest import ROOT, RunningWorker, picture
 
@@ -42,21 +40,6 @@ def _raw(worker, method, path, body=None, token="right", headers=None):
             return r.status, r.read()
     except HTTPError as e:
         return e.code, e.read()
-
-
-@pytest.fixture(scope="module")
-def scene(tmp_path_factory):
-    """A stamped 90x70 picture, its true profile as a PNG file, and the clean picture."""
-    folder = tmp_path_factory.mktemp("scene")
-    w, h = 90, 70
-    alpha = np.zeros((h, w), np.float32)
-    alpha[20:50, 10:80] = 0.4
-    color = np.ones((h, w, 3), np.float32)
-    clean = picture(w, h, seed=11)
-    stamped = stamp(clean, alpha, color)
-    path = str(folder / "profile.png")
-    save_profile(Profile(alpha, color), path)
-    return stamped, path, Profile(alpha, color), clean
 
 
 def test_jobs_through_the_worker_equal_the_direct_call(worker, scene):

@@ -5,7 +5,6 @@ tests/test_gimp.py wrote cases.json and the input files into /project; these tes
 layers' pixels back there, and the host compares them with the engine's own answer.
 """
 import json
-import os
 
 import gi
 
