@@ -194,6 +194,9 @@ def test_plugin_in_krita_gui(krita_worker, tmp_path):
         got = np.fromfile(os.path.join(out, "new_layer.raw"), np.uint8).reshape(128, 192, 4)[..., [2, 1, 0, 3]]
         want = restore_region(rgba, options=Options(scale=2)).pixels
         np.testing.assert_array_equal(got, want)
+        # Edit > Undo takes the document back exactly: the scaling and the new layer
+        assert res["after_undo"] == {"size": [96, 64], "layers": ["Background"], "pixels_equal": True}, res
+        print("undo steps for a x2 restore:", res["undo_steps"])
     finally:
         if krita and krita.poll() is None:
             krita.kill()

@@ -40,7 +40,8 @@ class Driver(Extension):
             win = k.activeWindow()
             doc = k.createDocument(96, 64, "kirei-gui", "RGBA", "U8", "", 72.0)
             with open(os.path.join(OUT, "input.raw"), "rb") as fh:  # B,G,R,A already
-                doc.nodeByName("Background").setPixelData(fh.read(), 0, 0, 96, 64)
+                self.input = fh.read()
+            doc.nodeByName("Background").setPixelData(self.input, 0, 0, 96, 64)
             win.addView(doc)
             k.setActiveDocument(doc)
             doc.refreshProjection()
@@ -82,10 +83,26 @@ class Driver(Extension):
         except Exception:
             self.fail()
 
+    def undo(self):
+        """Undo until the document is back as it was: how many steps it takes, and what is left."""
+        k = Krita.instance()
+        steps = 0
+        while steps < 4 and (self.doc.width() != 96 or len(self.doc.rootNode().childNodes()) != 1):
+            k.action("edit_undo").trigger()
+            self.doc.waitForDone()
+            QApplication.processEvents()
+            steps += 1
+        self.res["undo_steps"] = steps
+        self.res["after_undo"] = {"size": [self.doc.width(), self.doc.height()],
+                                  "layers": [n.name() for n in self.doc.rootNode().childNodes()],
+                                  "pixels_equal": bytes(self.doc.nodeByName("Background").pixelData(0, 0, 96, 64))
+                                  == self.input}
+
     def grab(self):
         try:
             qwin = Krita.instance().activeWindow().qwindow()
             self.res["grab_saved"] = qwin.grab().save(os.path.join(OUT, "krita-window.png"))
+            self.undo()
             self.write()
             self.doc.setModified(False)
             self.doc.close()
