@@ -1,27 +1,43 @@
 #!/usr/bin/env python3
-"""Set up Kirei on this machine: the engine's Python environment (a virtual environment inside
-the project, .venv) with its dependencies from pyproject.toml, and the worker's settings in the
-user's config folder (which Python runs the engine), where the plugins' client finds them.
+"""Install Kirei: the engine, its worker's settings, and the plugins for GIMP and Krita.
 
-    python3 install.py            # set up (or update) the engine and the worker's settings
+    python3 install.py                  # everything: engine, settings, plugins, then a self-check
+    python3 install.py --dry-run        # print every file it would write; write nothing
+    python3 install.py --check          # diagnose a broken install, with the fix for each fault
+    python3 install.py --uninstall      # remove exactly what it installed
+    python3 install.py --package        # a zip for Krita's Tools > Scripts > Import Python Plugin from File
 
-Standard library only, so that it runs on any Python 3 before anything is installed.
-Installing the plugins into GIMP's and Krita's profile folders lands with the plugins.
+The engine is a virtual environment inside this folder (.venv) with the dependencies from
+pyproject.toml; torch is the CUDA build where an NVIDIA GPU is present (Linux, Windows), the
+default build on Apple silicon (MPS), the CPU build otherwise (--torch overrides). GIMP's (2.10,
+3.x) and Krita's profile folders are found on Linux (including Flatpak and Snap), macOS and
+Windows; --gimp-dir / --krita-dir name others. Running it again changes nothing. Standard
+library only, so that it runs on any Python 3 before anything is installed.
 """
 import argparse
+import glob
 import hashlib
 import json
 import os
+import platform
+import shutil
 import subprocess
 import sys
 import venv
+import zipfile
 
 PROJECT = os.path.dirname(os.path.abspath(__file__))
 VENV = os.path.join(PROJECT, ".venv")
 STAMP = os.path.join(VENV, ".kirei-installed")
 MIN_PYTHON = (3, 10)
+GIMP_SRC = os.path.join(PROJECT, "plugins", "gimp", "kirei")
+KRITA_SRC = os.path.join(PROJECT, "plugins", "krita")
+EXECUTABLES = ("kirei.py", "kirei_gimp2.py")  # GIMP runs plug-ins as programs
+TORCH_INDEX = {"cpu": "https://download.pytorch.org/whl/cpu", "cuda": "https://download.pytorch.org/whl/cu126"}
+KRITA_ENABLE = "enable_kirei=true"
 
 
+# ---------------------------------------------------------------- the engine
 def venv_python():
     if os.name == "nt":
         return os.path.join(VENV, "Scripts", "python.exe")
@@ -43,7 +59,38 @@ def _installed():
         return None, set()
 
 
-def ensure_core_env(extras=(), quiet=False):
+def choose_torch(requested="auto"):
+    """(build, why): which torch build suits this machine."""
+    if requested != "auto":
+        return requested, "asked for with --torch"
+    system = platform.system()
+    if system == "Darwin":
+        if platform.machine() == "arm64":
+            return "mps", "Apple silicon: the default build uses its GPU through MPS"
+        return "cpu", "an Intel Mac: CPU"
+    if shutil.which("nvidia-smi") or os.path.exists("/proc/driver/nvidia/version"):
+        return "cuda", "an NVIDIA GPU is present"
+    return "cpu", "no NVIDIA GPU found"
+
+
+def _torch_present(python):
+    return subprocess.call([python, "-c", "import torch"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) == 0
+
+
+def _install_torch(python, build, log):
+    """torch before the rest, from the build's own index when reachable; else whatever pip finds."""
+    spec = os.environ.get("KIREI_TORCH_SPEC", "torch>=2.4")
+    pip = [python, "-m", "pip", "install", "--quiet", spec]
+    if build in TORCH_INDEX and "KIREI_TORCH_SPEC" not in os.environ:
+        if subprocess.call(pip + ["--index-url", TORCH_INDEX[build], "--extra-index-url",
+                                  "https://pypi.org/simple"], stderr=subprocess.DEVNULL) == 0:
+            return
+        log(f"the {build} index of PyTorch can't be reached; installing torch from the default index")
+    if subprocess.call(pip) != 0:
+        sys.exit("install: pip failed to install torch (see above); nothing else was changed")
+
+
+def ensure_core_env(extras=(), quiet=False, torch="auto"):
     """Create .venv and install the engine's dependencies, unless it already holds what is wanted.
 
     Returns the environment's Python.
@@ -57,9 +104,13 @@ def ensure_core_env(extras=(), quiet=False):
     digest, have = _installed()
     if digest == _pyproject_digest() and set(extras) <= have:
         return venv_python()
+    if not _torch_present(venv_python()):
+        build, why = choose_torch(torch)
+        log(f"torch: the {build} build ({why}; --torch cpu|cuda|mps chooses another); this downloads it")
+        _install_torch(venv_python(), build, log)
     want = sorted(set(extras) | (have if digest == _pyproject_digest() else set()))
     spec = "." + (f"[{','.join(want)}]" if want else "")
-    log(f"installing the engine's dependencies ({spec}); the first time this downloads torch")
+    log(f"installing the engine's dependencies ({spec})")
     cmd = [venv_python(), "-m", "pip", "install", "--quiet", "--editable", spec]
     if subprocess.call(cmd, cwd=PROJECT) != 0:
         sys.exit("install: pip failed (see above); nothing else was changed")
@@ -68,34 +119,386 @@ def ensure_core_env(extras=(), quiet=False):
     return venv_python()
 
 
-def write_worker_settings(python):
-    """settings.json in the user's config folder: how the plugins start the engine's worker."""
-    sys.path.insert(0, PROJECT)
-    from core.client import config_dir  # standard library only, like this script
-    folder = config_dir()
-    os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, "settings.json")
-    settings = {"python": python, "project": PROJECT}
+# ---------------------------------------------------------------- where things go
+class Places:
+    """The user's folders, for the platform (KIREI_INSTALL_PLATFORM overrides it, for tests)."""
+
+    def __init__(self, env=None):
+        self.env = dict(os.environ if env is None else env)
+        self.platform = self.env.get("KIREI_INSTALL_PLATFORM") or sys.platform
+        self.home = self.env.get("HOME") or self.env.get("USERPROFILE") or os.path.expanduser("~")
+
+    def _win(self, var, default):
+        return self.env.get(var) or os.path.join(self.home, "AppData", default)
+
+    def config_dir(self):
+        """Kirei's own folder: settings.json, token, what was installed (as core/client.py finds it)."""
+        if self.env.get("KIREI_CONFIG_DIR"):
+            return self.env["KIREI_CONFIG_DIR"]
+        if self.platform == "win32":
+            return os.path.join(self._win("APPDATA", "Roaming"), "kirei")
+        if self.platform == "darwin":
+            return os.path.join(self.home, "Library", "Application Support", "kirei")
+        return os.path.join(self.env.get("XDG_CONFIG_HOME") or os.path.join(self.home, ".config"), "kirei")
+
+    def gimp_candidates(self):
+        """Base folders that hold GIMP's per-version profile folders (GIMP/2.10, GIMP/3.0, ...)."""
+        if self.platform == "win32":
+            return [os.path.join(self._win("APPDATA", "Roaming"), "GIMP")]
+        if self.platform == "darwin":
+            return [os.path.join(self.home, "Library", "Application Support", "GIMP")]
+        xdg = self.env.get("XDG_CONFIG_HOME") or os.path.join(self.home, ".config")
+        return [os.path.join(xdg, "GIMP"),
+                os.path.join(self.home, ".var", "app", "org.gimp.GIMP", "config", "GIMP"),  # Flatpak
+                os.path.join(self.home, "snap", "gimp", "current", ".config", "GIMP")]  # Snap
+
+    def gimp_dirs(self):
+        found = []
+        for base in self.gimp_candidates():
+            for version in sorted(glob.glob(os.path.join(base, "[23].*"))):
+                name = os.path.basename(version)
+                if os.path.isdir(version) and (name == "2.10" or name.startswith("3.")):
+                    found.append(version)
+        return found
+
+    def krita_dirs(self):
+        """(resource folder, kritarc) pairs of Krita installations that have run once."""
+        if self.platform == "win32":
+            pairs = [(os.path.join(self._win("APPDATA", "Roaming"), "krita"),
+                      os.path.join(self._win("LOCALAPPDATA", "Local"), "kritarc"))]
+        elif self.platform == "darwin":
+            pairs = [(os.path.join(self.home, "Library", "Application Support", "krita"),
+                      os.path.join(self.home, "Library", "Preferences", "kritarc"))]
+        else:
+            data = self.env.get("XDG_DATA_HOME") or os.path.join(self.home, ".local", "share")
+            config = self.env.get("XDG_CONFIG_HOME") or os.path.join(self.home, ".config")
+            flat = os.path.join(self.home, ".var", "app", "org.kde.krita")
+            snap = os.path.join(self.home, "snap", "krita", "current")
+            pairs = [(os.path.join(data, "krita"), os.path.join(config, "kritarc")),
+                     (os.path.join(flat, "data", "krita"), os.path.join(flat, "config", "kritarc")),
+                     (os.path.join(snap, ".local", "share", "krita"), os.path.join(snap, ".config", "kritarc"))]
+        return [p for p in pairs if os.path.isdir(p[0])]
+
+    def default_kritarc(self):
+        return (self.krita_dirs() or [(None, self._default_kritarc())])[0][1]
+
+    def _default_kritarc(self):
+        if self.platform == "win32":
+            return os.path.join(self._win("LOCALAPPDATA", "Local"), "kritarc")
+        if self.platform == "darwin":
+            return os.path.join(self.home, "Library", "Preferences", "kritarc")
+        return os.path.join(self.env.get("XDG_CONFIG_HOME") or os.path.join(self.home, ".config"), "kritarc")
+
+
+# ---------------------------------------------------------------- the plan
+def _files(src_dir):
+    """(relative path, source path) of a plugin folder's files, links followed, caches skipped."""
+    out = []
+    for root, dirs, files in os.walk(src_dir, followlinks=True):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        for f in sorted(files):
+            if not f.endswith((".pyc", ".pyo")):
+                path = os.path.join(root, f)
+                out.append((os.path.relpath(path, src_dir), os.path.realpath(path)))
+    return sorted(out)
+
+
+def _read(path):
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def plan(places, gimp_dirs, krita_dirs, python):
+    """Everything to write: [(path, bytes, mode)], and the kritarc files to enable the plugin in."""
+    writes = []
+    for d in gimp_dirs:
+        for rel, src in _files(GIMP_SRC):
+            mode = 0o755 if os.path.basename(rel) in EXECUTABLES else 0o644
+            writes.append((os.path.join(d, "plug-ins", "kirei", rel), _read(src), mode))
+    kritarcs = []
+    for d, kritarc in krita_dirs:
+        for rel, src in _files(os.path.join(KRITA_SRC, "kirei")):
+            writes.append((os.path.join(d, "pykrita", "kirei", rel), _read(src), 0o644))
+        writes.append((os.path.join(d, "pykrita", "kirei.desktop"), _read(os.path.join(KRITA_SRC, "kirei.desktop")),
+                       0o644))
+        writes.append((os.path.join(d, "actions", "kirei.action"),
+                       _read(os.path.join(KRITA_SRC, "kirei", "kirei.action")), 0o644))
+        kritarcs.append(kritarc)
+    config = places.config_dir()
+    settings = json.dumps({"python": python, "project": PROJECT}, indent=1).encode()
+    writes.append((os.path.join(config, "settings.json"), settings, 0o644))
+    return writes, kritarcs
+
+
+def _enable_in_kritarc(text):
+    """kritarc's text with [python] enable_kirei=true (Krita loads no plugin that isn't enabled)."""
+    lines = text.splitlines()
+    if KRITA_ENABLE in lines:
+        return text
+    lines = [ln for ln in lines if not ln.startswith("enable_kirei=")]
+    if "[python]" not in lines:
+        lines += ([""] if lines else []) + ["[python]"]
+    lines.insert(lines.index("[python]") + 1, KRITA_ENABLE)
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- doing it
+def _manifest_path(places):
+    return os.path.join(places.config_dir(), "installed.json")
+
+
+def _load_manifest(places):
     try:
-        with open(path) as fh:
-            old = json.load(fh)
+        with open(_manifest_path(places)) as fh:
+            return json.load(fh)
     except (OSError, ValueError):
-        old = {}
-    if {k: old.get(k) for k in settings} != settings:
-        old.update(settings)
-        with open(path, "w") as fh:
-            json.dump(old, fh, indent=1)
-    return path
+        return {"files": [], "dirs": [], "kritarc": {}}
 
 
+def _makedirs(path, made, dry):
+    missing = []
+    while path and not os.path.isdir(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    for d in reversed(missing):
+        if not dry:
+            os.mkdir(d)
+        made.append(d)
+
+
+def install(places, gimp_dirs, krita_dirs, python, dry=False, say=print):
+    writes, kritarcs = plan(places, gimp_dirs, krita_dirs, python)
+    manifest = _load_manifest(places)
+    made, changed = [], 0
+    for path, data, mode in writes:
+        same = os.path.isfile(path) and _read(path) == data
+        if same and (os.name == "nt" or os.stat(path).st_mode & 0o777 == mode):
+            continue
+        changed += 1
+        say(("would write " if dry else "writing ") + path)
+        if dry:
+            continue
+        _makedirs(os.path.dirname(path), made, dry)
+        with open(path, "wb") as fh:
+            fh.write(data)
+        os.chmod(path, mode)
+    token = os.path.join(places.config_dir(), "token")
+    if not os.path.exists(token):
+        changed += 1
+        say(("would write " if dry else "writing ") + token + " (mode 0600)")
+        if not dry:
+            _makedirs(os.path.dirname(token), made, dry)
+            import secrets
+            fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(32) + "\n")
+    for kritarc in kritarcs:
+        old = open(kritarc).read() if os.path.exists(kritarc) else None
+        new = _enable_in_kritarc(old or "")
+        if new == old:
+            continue
+        changed += 1
+        say(("would enable" if dry else "enabling") + f" the Kirei plugin in {kritarc}")
+        if not dry:
+            # keep the original to put back on --uninstall (if Krita hasn't rewritten it since)
+            manifest["kritarc"].setdefault(kritarc, {"original": old, "written": new})
+            _makedirs(os.path.dirname(kritarc), made, dry)
+            with open(kritarc, "w") as fh:
+                fh.write(new)
+    if not dry and changed:
+        files = set(manifest["files"]) | {p for p, _, _ in writes} | {token}
+        manifest["files"] = sorted(files)
+        manifest["dirs"] = sorted(set(manifest["dirs"]) | set(made))
+        with open(_manifest_path(places), "w") as fh:
+            json.dump(manifest, fh, indent=1)
+    return changed
+
+
+RUNTIME_FILES = ("worker.json", "worker.log")  # what the plugins' client writes beside the settings
+
+
+def _stop_worker(places):
+    try:
+        with open(os.path.join(places.config_dir(), "worker.json")) as fh:
+            pid = json.load(fh)["pid"]
+        if os.name != "nt":
+            os.kill(pid, 15)
+    except (OSError, ValueError, KeyError):
+        pass
+
+
+def uninstall(places, say=print):
+    path = _manifest_path(places)
+    if not os.path.exists(path):
+        say("nothing to uninstall: no record of an installation in " + places.config_dir())
+        return 0
+    manifest = _load_manifest(places)
+    _stop_worker(places)
+    runtime = [os.path.join(places.config_dir(), f) for f in RUNTIME_FILES]
+    for f in manifest["files"] + runtime + [path]:
+        if os.path.exists(f):
+            os.remove(f)
+            say("removed " + f)
+    for kritarc, rec in manifest["kritarc"].items():
+        if not os.path.exists(kritarc):
+            continue
+        text = open(kritarc).read()
+        if text == rec["written"]:  # untouched since: put the original back exactly
+            original = rec["original"]
+        else:  # Krita rewrote it meanwhile: take out only our line
+            original = "".join(ln + "\n" for ln in text.splitlines() if ln != KRITA_ENABLE)
+        if original is None:
+            os.remove(kritarc)
+        else:
+            with open(kritarc, "w") as fh:
+                fh.write(original)
+        say("disabled the Kirei plugin in " + kritarc)
+    for d in sorted(manifest["dirs"], key=len, reverse=True):
+        for cache in glob.glob(os.path.join(d, "__pycache__")):
+            shutil.rmtree(cache, ignore_errors=True)
+        if os.path.isdir(d) and not os.listdir(d):
+            os.rmdir(d)
+    say("Kirei is uninstalled (the engine stays in this folder's .venv: delete the folder to remove it)")
+    return 0
+
+
+def check(places, gimp_dirs, krita_dirs, start_worker=True, say=print):
+    """Every fault found, each with its fix; 0 when there is none."""
+    faults = []
+    settings_path = os.path.join(places.config_dir(), "settings.json")
+    try:
+        settings = json.load(open(settings_path))
+    except (OSError, ValueError):
+        settings = None
+        faults.append(f"no worker settings ({settings_path}): run `python3 install.py`")
+    python = (settings or {}).get("python")
+    if settings and not (python and os.path.exists(python)):
+        faults.append(f"the engine's Python {python} is missing: run `python3 install.py` to recreate it")
+    elif settings and not _torch_present(python):
+        faults.append("the engine's environment can't import torch: run `python3 install.py`")
+    token = os.path.join(places.config_dir(), "token")
+    if not os.path.exists(token):
+        faults.append(f"no worker token ({token}): run `python3 install.py`")
+    elif os.name != "nt" and os.stat(token).st_mode & 0o077:
+        faults.append(f"the worker token {token} can be read by others: chmod 600 {token}")
+    for d in gimp_dirs:
+        for name in EXECUTABLES:
+            p = os.path.join(d, "plug-ins", "kirei", name)
+            if not os.path.exists(p):
+                faults.append(f"the GIMP plug-in is missing from {d}: run `python3 install.py`")
+                break
+            if os.name != "nt" and not os.access(p, os.X_OK):
+                faults.append(f"{p} is not executable, so GIMP won't run it: chmod +x {p}")
+    for d, kritarc in krita_dirs:
+        if not os.path.exists(os.path.join(d, "pykrita", "kirei", "__init__.py")):
+            faults.append(f"the Krita plugin is missing from {d}: run `python3 install.py`")
+        if not os.path.exists(kritarc) or KRITA_ENABLE not in open(kritarc).read().splitlines():
+            faults.append(f"the Krita plugin is not enabled in {kritarc}: enable Kirei in Settings > Configure "
+                          f"Krita > Python Plugin Manager (or run `python3 install.py`), then restart Krita")
+    if start_worker and python and os.path.exists(python) and not faults:
+        problem = _worker_problem(python, places)
+        if problem:
+            faults.append(f"the worker won't start: {problem}; see {places.config_dir()}/worker.log")
+    for f in faults:
+        say("fault: " + f)
+    if not faults:
+        say("no faults found")
+    return len(faults)
+
+
+def _worker_problem(python, places):
+    """None if a worker starts and answers; else why not (through the plugins' own client)."""
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from core import client; "
+            "print(client.Client().health()['device_name'])")
+    env = dict(places.env, KIREI_CONFIG_DIR=places.config_dir())
+    env.pop("KIREI_SERVER_URL", None)
+    p = subprocess.run([python, "-c", code, PROJECT], capture_output=True, text=True, env=env, timeout=300)
+    return None if p.returncode == 0 else (p.stderr.strip().splitlines() or ["unknown"])[-1]
+
+
+def self_check(python, places, say=print):
+    """A real restore of the bundled sample through the worker, as the plugins do it."""
+    code = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+from core import client, imageio
+pic = imageio.load_picture(sys.argv[1] + "/samples/sample.png")
+px = imageio.to_dtype(pic.pixels, np.uint8)
+h, w, c = px.shape
+t = time.time()
+c_ = client.Client()
+res = c_.restore(px.tobytes(), w, h, c, "uint8", scale=2, watermark="profile",
+                 profile=sys.argv[1] + "/samples/sample-profile.png")
+print("%dx%d -> %dx%d through the worker (%s) in %.1f s" % (w, h, res.width, res.height,
+      c_.health()["device_name"], time.time() - t))
+"""
+    env = dict(places.env, KIREI_CONFIG_DIR=places.config_dir())
+    env.pop("KIREI_SERVER_URL", None)
+    p = subprocess.run([python, "-c", code, PROJECT], capture_output=True, text=True, env=env, timeout=600)
+    if p.returncode != 0:
+        say("self-check FAILED: " + (p.stderr.strip().splitlines() or ["no output"])[-1])
+        return 1
+    say("self-check: " + p.stdout.strip())
+    return 0
+
+
+def package(path, say=print):
+    """A zip for Krita's Tools > Scripts > Import Python Plugin from File: kirei.desktop, kirei/, kirei.action."""
+    tmp = path + ".part"
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+        z.write(os.path.join(KRITA_SRC, "kirei.desktop"), "kirei.desktop")
+        z.writestr("kirei/", "")  # Krita's importer finds the module by its folder entry
+        for rel, src in _files(os.path.join(KRITA_SRC, "kirei")):
+            z.write(src, "kirei/" + rel.replace(os.sep, "/"))
+    os.replace(tmp, path)
+    say(f"Krita plugin package: {path} (Tools > Scripts > Import Python Plugin from File)")
+    return 0
+
+
+# ---------------------------------------------------------------- the command
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.parse_args(argv)
-    py = ensure_core_env()
-    settings = write_worker_settings(py)
-    print(f"Kirei's engine is ready: {py} -m core --help")
-    print(f"worker settings: {settings}")
-    return 0
+    ap.add_argument("--gimp-dir", action="append", default=[], metavar="DIR",
+                    help="a GIMP profile folder to install into (DIR/plug-ins), instead of the found ones")
+    ap.add_argument("--krita-dir", action="append", default=[], metavar="DIR",
+                    help="a Krita resource folder to install into (DIR/pykrita), instead of the found ones")
+    ap.add_argument("--torch", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="which torch build")
+    ap.add_argument("--engine-python", metavar="PY", help="use this existing engine Python instead of .venv")
+    action = ap.add_mutually_exclusive_group()
+    action.add_argument("--dry-run", action="store_true", help="print every file it would write, write nothing")
+    action.add_argument("--uninstall", action="store_true", help="remove what install.py installed")
+    action.add_argument("--check", action="store_true", help="diagnose the installation")
+    action.add_argument("--package", nargs="?", const=os.path.join(PROJECT, "kirei-krita.zip"), metavar="ZIP",
+                        help="write the Krita plugin zip (default kirei-krita.zip)")
+    ap.add_argument("--no-self-check", action="store_true", help="skip the final restore through the worker")
+    a = ap.parse_args(argv)
+    places = Places()
+    if a.package:
+        return package(a.package)
+    if a.uninstall:
+        return uninstall(places)
+    gimp_dirs = a.gimp_dir or places.gimp_dirs()
+    krita_dirs = [(d, places.default_kritarc()) for d in a.krita_dir] or places.krita_dirs()
+    if a.check:
+        return 1 if check(places, gimp_dirs, krita_dirs) else 0
+    if a.dry_run:
+        python = a.engine_python or venv_python()
+        print(f"would set up the engine in {VENV}" if not os.path.exists(python) else f"engine: {python}")
+    else:
+        python = a.engine_python or ensure_core_env(torch=a.torch)
+    print("GIMP profiles: " + (", ".join(gimp_dirs) or "none found (run GIMP once, or give --gimp-dir)"))
+    print("Krita: " + (", ".join(d for d, _ in krita_dirs) or "none found (run Krita once, or give --krita-dir)"))
+    changed = install(places, gimp_dirs, krita_dirs, os.path.abspath(python), dry=a.dry_run)
+    if a.dry_run:
+        print(f"dry run: {changed} change(s) planned, nothing written")
+        return 0
+    print(f"{changed} change(s)" if changed else "already installed: nothing changed")
+    if krita_dirs:
+        print("Krita: restart it; the docker is Settings > Dockers > Kirei")
+    if a.no_self_check:
+        return 0
+    return self_check(python, places)
 
 
 if __name__ == "__main__":
