@@ -14,11 +14,11 @@ from core.region import restore_region
 from tests.conftest import ROOT, picture
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+if os.environ.get("KIREI_REQUIRE_HOSTS"):
+    import PyQt5.QtWidgets  # noqa: F401  in CI these tests must run, never skip
 # PyQt5's wheels need the system's libGL: a bare machine has none (apt-get install libgl1)
 pytest.importorskip("PyQt5.QtWidgets", reason="the docker's tests need PyQt5 and libGL (pip install .[test]; "
                                               "apt-get install libgl1)", exc_type=ImportError)
-if os.environ.get("KIREI_REQUIRE_HOSTS"):
-    import PyQt5.QtWidgets  # noqa: F401  in CI these tests must run
 sys.path[:0] = [os.path.join(ROOT, "tests", "krita_stubs"), os.path.join(ROOT, "plugins", "krita")]
 
 from PyQt5.QtWidgets import QApplication, QLabel, QPushButton  # noqa: E402
