@@ -127,16 +127,22 @@ def _sizes(paths):
 def _blind_profiles(paths):
     """Classical blind removal: a profile measured from each large enough group of same-size inputs."""
     profiles = {}
-    by_size = Counter(_sizes(paths).values())
     sizes = _sizes(paths)
-    for size, count in by_size.items():
+    for size, count in Counter(sizes.values()).items():
         group = [p for p in paths if sizes.get(p) == size][:BLIND_BATCH_MAX]
         if count < BLIND_BATCH_MIN:
             say(f"blind: {count} picture(s) of {size[0]}x{size[1]}: too few to measure a watermark from "
                 f"(at least {BLIND_BATCH_MIN}); they are upscaled only. Give --profile to remove a known one.")
             continue
-        pictures = [imageio.load_picture(p).pixels[..., :3] for p in group]
-        if any(p.shape[2] < 3 for p in pictures):
+        pictures = []
+        for p in group:
+            try:
+                px = imageio.load_picture(p).pixels
+            except KireiError:
+                continue  # it fails on its own, with its own message, when its turn comes
+            if px.shape[2] >= 3:
+                pictures.append(px[..., :3])
+        if len(pictures) < BLIND_BATCH_MIN:
             continue
         profile, _ = estimate_profile(pictures)
         if profile.alpha.max() < 0.05:

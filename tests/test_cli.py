@@ -156,3 +156,16 @@ def test_folder_inputs_and_never_overwriting_an_input(tmp_path, inputs):
     r = run_cli("restore", "--no-dewatermark", "-o", tmp_path, inputs[0])
     assert r.returncode == 1 and "would overwrite this input" in _one_error_line(r.stderr)[0]
     assert inputs[0].read_bytes() == before
+
+
+def test_blind_batch_with_a_broken_picture_still_restores_the_others(tmp_path, stamped_set):
+    stamped, _ = stamped_set
+    files = [_save(s, tmp_path / f"b{i}.png") for i, s in enumerate(stamped[:6])]
+    data = files[0].read_bytes()
+    files[0].write_bytes(data[: len(data) // 2])  # same header, truncated pixels
+    out = tmp_path / "out"
+    r = run_cli("restore", "--scale", "1", "-o", out, *files)
+    assert r.returncode == 1
+    (err,) = _one_error_line(r.stderr)
+    assert "b0.png" in err and "truncated" in err
+    assert sorted(p.name for p in out.iterdir()) == [f"b{i}.png" for i in range(1, 6)]
