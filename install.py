@@ -36,6 +36,9 @@ EXECUTABLES = ("kirei.py", "kirei_gimp2.py")  # GIMP runs plug-ins as programs
 TORCH_INDEX = {"cpu": "https://download.pytorch.org/whl/cpu", "cuda": "https://download.pytorch.org/whl/cu126"}
 KRITA_ENABLE = "enable_kirei=true"
 
+sys.path.insert(0, PROJECT)
+from core import client  # noqa: E402  standard library only, like this script (the plugins carry it)
+
 
 # ---------------------------------------------------------------- the engine
 def venv_python():
@@ -126,29 +129,22 @@ class Places:
     def __init__(self, env=None):
         self.env = dict(os.environ if env is None else env)
         self.platform = self.env.get("KIREI_INSTALL_PLATFORM") or sys.platform
+        if self.platform.startswith("linux"):
+            self.platform = "linux"
         self.home = self.env.get("HOME") or self.env.get("USERPROFILE") or os.path.expanduser("~")
 
-    def _win(self, var, default):
-        return self.env.get(var) or os.path.join(self.home, "AppData", default)
+    def _config_base(self):
+        return client.user_config_base(self.env, self.platform, self.home)
 
     def config_dir(self):
-        """Kirei's own folder: settings.json, token, what was installed (as core/client.py finds it)."""
-        if self.env.get("KIREI_CONFIG_DIR"):
-            return self.env["KIREI_CONFIG_DIR"]
-        if self.platform == "win32":
-            return os.path.join(self._win("APPDATA", "Roaming"), "kirei")
-        if self.platform == "darwin":
-            return os.path.join(self.home, "Library", "Application Support", "kirei")
-        return os.path.join(self.env.get("XDG_CONFIG_HOME") or os.path.join(self.home, ".config"), "kirei")
+        """Kirei's own folder: settings.json, token, what was installed (where the plugins' client looks)."""
+        return client.config_dir(self.env, self.platform, self.home)
 
     def gimp_candidates(self):
         """Base folders that hold GIMP's per-version profile folders (GIMP/2.10, GIMP/3.0, ...)."""
-        if self.platform == "win32":
-            return [os.path.join(self._win("APPDATA", "Roaming"), "GIMP")]
-        if self.platform == "darwin":
-            return [os.path.join(self.home, "Library", "Application Support", "GIMP")]
-        xdg = self.env.get("XDG_CONFIG_HOME") or os.path.join(self.home, ".config")
-        return [os.path.join(xdg, "GIMP"),
+        if self.platform in ("win32", "darwin"):
+            return [os.path.join(self._config_base(), "GIMP")]
+        return [os.path.join(self._config_base(), "GIMP"),
                 os.path.join(self.home, ".var", "app", "org.gimp.GIMP", "config", "GIMP"),  # Flatpak
                 os.path.join(self.home, "snap", "gimp", "current", ".config", "GIMP")]  # Snap
 
@@ -161,33 +157,27 @@ class Places:
                     found.append(version)
         return found
 
+    def krita_candidates(self):
+        """(resource folder, kritarc) of each way Krita may be installed, the usual one first."""
+        if self.platform == "win32":
+            local = self.env.get("LOCALAPPDATA") or os.path.join(self.home, "AppData", "Local")
+            return [(os.path.join(self._config_base(), "krita"), os.path.join(local, "kritarc"))]
+        if self.platform == "darwin":
+            return [(os.path.join(self._config_base(), "krita"),
+                     os.path.join(self.home, "Library", "Preferences", "kritarc"))]
+        data = self.env.get("XDG_DATA_HOME") or os.path.join(self.home, ".local", "share")
+        flat = os.path.join(self.home, ".var", "app", "org.kde.krita")
+        snap = os.path.join(self.home, "snap", "krita", "current")
+        return [(os.path.join(data, "krita"), os.path.join(self._config_base(), "kritarc")),
+                (os.path.join(flat, "data", "krita"), os.path.join(flat, "config", "kritarc")),
+                (os.path.join(snap, ".local", "share", "krita"), os.path.join(snap, ".config", "kritarc"))]
+
     def krita_dirs(self):
         """(resource folder, kritarc) pairs of Krita installations that have run once."""
-        if self.platform == "win32":
-            pairs = [(os.path.join(self._win("APPDATA", "Roaming"), "krita"),
-                      os.path.join(self._win("LOCALAPPDATA", "Local"), "kritarc"))]
-        elif self.platform == "darwin":
-            pairs = [(os.path.join(self.home, "Library", "Application Support", "krita"),
-                      os.path.join(self.home, "Library", "Preferences", "kritarc"))]
-        else:
-            data = self.env.get("XDG_DATA_HOME") or os.path.join(self.home, ".local", "share")
-            config = self.env.get("XDG_CONFIG_HOME") or os.path.join(self.home, ".config")
-            flat = os.path.join(self.home, ".var", "app", "org.kde.krita")
-            snap = os.path.join(self.home, "snap", "krita", "current")
-            pairs = [(os.path.join(data, "krita"), os.path.join(config, "kritarc")),
-                     (os.path.join(flat, "data", "krita"), os.path.join(flat, "config", "kritarc")),
-                     (os.path.join(snap, ".local", "share", "krita"), os.path.join(snap, ".config", "kritarc"))]
-        return [p for p in pairs if os.path.isdir(p[0])]
+        return [p for p in self.krita_candidates() if os.path.isdir(p[0])]
 
     def default_kritarc(self):
-        return (self.krita_dirs() or [(None, self._default_kritarc())])[0][1]
-
-    def _default_kritarc(self):
-        if self.platform == "win32":
-            return os.path.join(self._win("LOCALAPPDATA", "Local"), "kritarc")
-        if self.platform == "darwin":
-            return os.path.join(self.home, "Library", "Preferences", "kritarc")
-        return os.path.join(self.env.get("XDG_CONFIG_HOME") or os.path.join(self.home, ".config"), "kritarc")
+        return (self.krita_dirs() or self.krita_candidates())[0][1]
 
 
 # ---------------------------------------------------------------- the plan

@@ -98,17 +98,28 @@ def unpack(body, max_header=65536):
 
 
 # ------------------------------------------------------------------ places
-def config_dir():
+def user_config_base(env=None, platform=None, home=None):
+    """Where applications keep their settings: %APPDATA%, ~/Library/Application Support, $XDG_CONFIG_HOME."""
+    env = os.environ if env is None else env
+    platform = platform or sys.platform
+    home = home or os.path.expanduser("~")
+    if platform == "win32":
+        return env.get("APPDATA") or os.path.join(home, "AppData", "Roaming")
+    if platform == "darwin":
+        return os.path.join(home, "Library", "Application Support")
+    return env.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
+
+
+def config_dir(env=None, platform=None, home=None):
     """The user's Kirei config folder (KIREI_CONFIG_DIR overrides it)."""
-    if os.environ.get("KIREI_CONFIG_DIR"):
-        return os.environ["KIREI_CONFIG_DIR"]
-    if sys.platform == "win32":
-        base = os.environ.get("APPDATA") or os.path.expanduser("~\\AppData\\Roaming")
-    elif sys.platform == "darwin":
-        base = os.path.expanduser("~/Library/Application Support")
-    else:
-        base = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
-    return os.path.join(base, "kirei")
+    env = os.environ if env is None else env
+    return env.get("KIREI_CONFIG_DIR") or os.path.join(user_config_base(env, platform, home), "kirei")
+
+
+def layer_name(scale, mode):
+    """The new layer's name in GIMP and Krita: what was done ("Kirei x2", "Kirei x2 (profile)", ...)."""
+    done = {"blind": "", "profile": " (profile)", "none": " (upscale only)"}[mode]
+    return "Kirei x%d%s" % (scale, done) if scale > 1 else "Kirei" + (done or " (watermark removed)")
 
 
 def _read_json(path):

@@ -46,11 +46,6 @@ def region(layer_x, layer_y, layer_w, layer_h, selection=None):
     return x0, y0, x3 - x0, y3 - y0
 
 
-def layer_name(scale, mode):
-    done = {"blind": "", "profile": " (profile)", "none": " (upscale only)"}[mode]
-    return "Kirei x%d%s" % (scale, done) if scale > 1 else "Kirei" + (done or " (watermark removed)")
-
-
 def restore(client, pixels, width, height, channels, dtype, offset, mask, scale, mode, profile, progress=None):
     """Send a region to the worker; the client's errors become PluginErrors with their message."""
     from kirei_client import KireiClientError

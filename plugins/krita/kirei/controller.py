@@ -13,7 +13,8 @@ from PyQt5.QtGui import QImage
 
 from . import kirei_client as kc
 from .pixels import to_worker
-from .restore import KireiError, apply_result, layer_name, read_region, send
+from .kirei_client import layer_name
+from .restore import KireiError, apply_result, read_region, send
 
 SETTINGS_GROUP = "kirei"
 MODES = ("blind", "profile", "none")

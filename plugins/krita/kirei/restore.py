@@ -6,6 +6,7 @@ new paint layer above the source, after scaling the document when the scale is a
 document is touched only by apply_result(), after the worker has succeeded: a failed or
 cancelled run leaves it exactly as it was. Only the GUI thread may call either.
 """
+from .kirei_client import layer_name
 from .pixels import DEPTHS, MODELS, from_worker, to_worker
 
 
@@ -69,11 +70,6 @@ def read_region(doc, node):
         if not any(bytearray(mask)):
             raise KireiError("The selection doesn't cover any of this layer.")
     return Region(x, y, w, h, pixels, dtype, channels, mask, node.colorModel(), node.colorDepth())
-
-
-def layer_name(scale, watermark):
-    done = {"blind": "", "profile": " (profile)", "none": " (upscale only)"}[watermark]
-    return "Kirei x%d%s" % (scale, done) if scale > 1 else "Kirei" + (done or " (watermark removed)")
 
 
 def apply_result(doc, node, region, result, scale, name):
