@@ -4,8 +4,8 @@
     .venv/bin/python benchmarks/cpu_restore.py [--repeat 3] [--json out.json]
 
 Speed: wall time to restore the 14 evaluation pictures (233x330, stamped) at x2, in-process,
-for ours (with the true profile), Pillow's bicubic, and waifu2x upconv_7 (../shared/peers),
-all with the same torch thread count. Ratios are what to compare: these machines are shared.
+for ours (learned model with the true profile, learned blind, classical with the profile),
+Pillow's bicubic, and waifu2x upconv_7 (../shared/peers), all with the same torch thread count. Ratios are what to compare: these machines are shared.
 Memory: peak RSS of a `python -m core restore --scale 2` process on a 4000x4000 picture.
 """
 import argparse
@@ -75,11 +75,15 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     pics, profile = eval_pictures()
-    opts = Options(scale=2)
     rows = {}
     rows["bicubic"] = best_of(lambda: [Image.fromarray(p).resize((466, 660), Image.BICUBIC) for p in pics], a.repeat)
-    rows["ours (classic, profile)"] = best_of(
-        lambda: [restore_pixels(imageio.to_float(p), profile, opts, out_dtype=np.uint8) for p in pics], a.repeat)
+    for name, prof, opts in (("ours (learned, profile)", profile, Options(scale=2, method="learned", device="cpu")),
+                             ("ours (learned, blind)", None, Options(scale=2, method="learned", device="cpu",
+                                                                     blind=True)),
+                             ("ours (classic, profile)", profile, Options(scale=2, method="classic"))):
+        restore_pixels(imageio.to_float(pics[0]), prof, opts)  # load the model once, outside the timing
+        rows[name] = best_of(
+            lambda: [restore_pixels(imageio.to_float(p), prof, opts, out_dtype=np.uint8) for p in pics], a.repeat)
     peer = os.path.join(SHARED, "peers", "waifu2x")
     if os.path.isdir(peer):
         sys.path.insert(0, peer)

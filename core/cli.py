@@ -16,14 +16,14 @@ from . import __version__, imageio
 from .devices import DEVICES, resolve_device
 from .errors import KireiError
 from .estimate import estimate_profile
-from .pipeline import METHODS, SCALES, Options, check_profile_size, restore_picture
+from .pipeline import METHODS, SCALES, Options, check_profile_size, default_method, restore_picture
 from .profile import load_profile, save_profile
 from .protocol import DEFAULT_MAX_BODY_MB, DEFAULT_MAX_PIXELS
 from .tiling import DEFAULT_TILE
 
 EXIT_FAILED_INPUTS = 1
 EXIT_USAGE = 2
-# blind removal, classical method: a batch with at least this many pictures of one size is
+# blind removal: a batch with at least this many pictures of one size is
 # assumed to share its watermark, which is then measured from the batch itself
 BLIND_BATCH_MIN = 3
 BLIND_BATCH_MAX = 40
@@ -53,7 +53,8 @@ def build_parser():
     wm = r.add_mutually_exclusive_group()
     wm.add_argument("--profile", metavar="P.png", help="the watermark's profile (from `estimate`)")
     wm.add_argument("--no-dewatermark", action="store_true", help="upscale only")
-    r.add_argument("--method", choices=METHODS, default="classic")
+    r.add_argument("--method", choices=METHODS, default=None,
+                   help="learned (the model; the default when its weights are installed) or classic")
     r.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICES)} (default auto)")
     r.add_argument("--tile", type=int, default=DEFAULT_TILE, metavar="N",
                    help=f"tile size in input pixels, bounds memory (default {DEFAULT_TILE})")
@@ -74,6 +75,10 @@ def build_parser():
     v.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICES)} (default auto)")
     v.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="largest region, in pixels")
     v.add_argument("--max-body-mb", type=int, default=DEFAULT_MAX_BODY_MB, help="largest request, in MiB")
+    t = sub.add_parser("train", help="train the model (see core/train.py), or export a run's weights",
+                       description="Resumes from OUT/checkpoint.pt when there is one.")
+    from .train import add_arguments
+    add_arguments(t)
     return p
 
 
@@ -124,15 +129,20 @@ def _sizes(paths):
     return sizes
 
 
-def _blind_profiles(paths):
-    """Classical blind removal: a profile measured from each large enough group of same-size inputs."""
+def _blind_profiles(paths, method):
+    """A profile measured from each large enough group of same-size inputs.
+
+    A watermark measured over many pictures is more exact than any single-picture guess, so
+    both methods use it; the learned model removes the rest (single pictures) blind.
+    """
     profiles = {}
     sizes = _sizes(paths)
     for size, count in Counter(sizes.values()).items():
         group = [p for p in paths if sizes.get(p) == size][:BLIND_BATCH_MAX]
         if count < BLIND_BATCH_MIN:
-            say(f"blind: {count} picture(s) of {size[0]}x{size[1]}: too few to measure a watermark from "
-                f"(at least {BLIND_BATCH_MIN}); they are upscaled only. Give --profile to remove a known one.")
+            if method == "classic":
+                say(f"blind: {count} picture(s) of {size[0]}x{size[1]}: too few to measure a watermark from "
+                    f"(at least {BLIND_BATCH_MIN}); they are upscaled only. Give --profile to remove a known one.")
             continue
         pictures = []
         for p in group:
@@ -146,7 +156,8 @@ def _blind_profiles(paths):
             continue
         profile, _ = estimate_profile(pictures)
         if profile.alpha.max() < 0.05:
-            say(f"blind: no shared watermark found on the {count} pictures of {size[0]}x{size[1]}")
+            say(f"blind: no shared watermark found on the {count} pictures of {size[0]}x{size[1]}"
+                + ("" if method == "classic" else "; each is cleaned on its own"))
             continue
         profiles[size] = profile
     return profiles
@@ -161,10 +172,10 @@ def cmd_restore(args):
         raise KireiError(f"--tile must be at least 16 pixels, not {args.tile}")
     check_writable_folder(args.output)
     profile = load_profile(args.profile) if args.profile else None
-    blind = {}
-    if not args.profile and not args.no_dewatermark:
-        blind = _blind_profiles(args.inputs)
-    options = Options(scale=args.scale, method=args.method, device=args.device, tile=args.tile)
+    method = args.method or default_method()
+    blind_mode = not args.profile and not args.no_dewatermark
+    blind = _blind_profiles(args.inputs, method) if blind_mode else {}
+    options = Options(scale=args.scale, method=method, device=args.device, tile=args.tile, blind=blind_mode)
     failed, written, seen = [], [], set()
     for path in tqdm(args.inputs, desc="restoring", unit="picture", file=sys.stderr, disable=None):
         stem = os.path.splitext(os.path.basename(path))[0]
@@ -242,10 +253,16 @@ def cmd_serve(args):
                  device=args.device, max_pixels=args.max_pixels, max_body_mb=args.max_body_mb)
 
 
+def cmd_train(args):
+    from .train import main as train
+    return train(args)
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
-        return {"restore": cmd_restore, "estimate": cmd_estimate, "serve": cmd_serve}[args.command](args)
+        return {"restore": cmd_restore, "estimate": cmd_estimate, "serve": cmd_serve,
+                "train": cmd_train}[args.command](args)
     except KireiError as e:
         say(f"error: {e}")
         return EXIT_USAGE

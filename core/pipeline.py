@@ -3,7 +3,7 @@
 Works on float32 H x W x C pixels (C = 1..4, alpha last when present); the command line and
 the region API for the plugins both come through here.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -15,15 +15,23 @@ from .tiling import DEFAULT_TILE, run_tiled
 from .upscale import LanczosUpscaler
 
 SCALES = (1, 2, 4)
-METHODS = ("classic",)
+METHODS = ("learned", "classic")
+MIN_TILE = 64  # out of memory: tiles are halved down to this before giving up
+
+
+def default_method():
+    """The learned model when its weights are installed, else the classical method."""
+    from .weights_io import available
+    return "learned" if available() else "classic"
 
 
 @dataclass
 class Options:
     scale: int = 2
-    method: str = "classic"
+    method: str = field(default_factory=default_method)
     device: str = "auto"
     tile: int = DEFAULT_TILE
+    blind: bool = False  # no profile given: remove the watermark blind (learned method only)
 
 
 def colour_channels(channels):
@@ -64,9 +72,36 @@ def restore_pixels(pixels, profile=None, options=Options(), out_dtype=np.float32
     pixels = imageio.to_float(pixels)
     if profile is not None:
         check_profile_size(profile, pixels.shape[1], pixels.shape[0])
-    clean = remove_watermark(pixels, profile)
-    return run_tiled(LanczosUpscaler(options.scale), clean, tile=options.tile, out_dtype=out_dtype,
-                     progress=progress)
+    if options.method == "classic":
+        clean = remove_watermark(pixels, profile)
+        return run_tiled(LanczosUpscaler(options.scale), clean, tile=options.tile, out_dtype=out_dtype,
+                         progress=progress)
+    return _restore_learned(pixels, profile, options, out_dtype, progress)
+
+
+def _restore_learned(pixels, profile, options, out_dtype, progress):
+    import torch
+
+    from .devices import resolve_device
+    from .learned import LearnedRestorer, model_for
+    device = resolve_device(options.device)
+    guide = None
+    if profile is not None and not profile.is_empty():
+        mode = "profile"
+        alpha, colour = profile_for(profile, pixels.shape[2])  # grey pictures: grey colour
+        guide = np.concatenate([alpha[..., None], colour], axis=2).astype(np.float32)
+    else:
+        mode = "blind" if options.blind and profile is None else "none"
+    restorer = LearnedRestorer(model_for(device), options.scale, device, mode)
+    tile = options.tile
+    while True:
+        try:
+            return run_tiled(restorer, pixels, tile=tile, out_dtype=out_dtype, progress=progress, guide=guide)
+        except torch.cuda.OutOfMemoryError:
+            if tile // 2 < MIN_TILE:
+                raise MemoryError("out of GPU memory even with small tiles") from None
+            tile //= 2
+            torch.cuda.empty_cache()
 
 
 def restore_picture(picture, profile=None, options=Options()):

@@ -26,7 +26,7 @@ from aiohttp import web
 from . import __version__, client
 from .devices import resolve_device
 from .errors import KireiError
-from .pipeline import Options
+from .pipeline import METHODS, Options, default_method
 from .estimate import estimate_profile
 from .profile import profile_png
 from .protocol import (DEFAULT_MAX_BODY_MB, DEFAULT_MAX_PIXELS, BadRequest, EstimateRequest, pack_result,
@@ -37,7 +37,7 @@ log = logging.getLogger("kirei.worker")
 
 MAX_WAIT = 30.0  # longest a result request is held open
 KEEP_FINISHED = 600.0  # unfetched results are dropped after this many seconds
-BLIND_NOTICE = ("blind removal of a single picture needs the learned model, which isn't installed yet: "
+BLIND_NOTICE = ("blind removal needs the learned model, whose weights are missing from this install: "
                 "the picture was upscaled only. Choose a watermark profile to remove a known watermark.")
 
 
@@ -125,9 +125,9 @@ class Worker:
             result = restore_region(r.pixels, offset=r.offset, mask=r.mask,
                                     profile=r.profile if r.watermark == "profile" else None,
                                     options=Options(scale=r.scale, device=self.device.type,
-                                                    tile=r.tile or Options.tile),
+                                                    tile=r.tile or Options.tile, blind=r.watermark == "blind"),
                                     progress=progress)
-            notice = BLIND_NOTICE if r.watermark == "blind" else None
+            notice = BLIND_NOTICE if r.watermark == "blind" and default_method() == "classic" else None
             job.result = pack_result(result, notice)
             job.progress, job.state = 1.0, "done"
         except Cancelled:
@@ -196,7 +196,7 @@ def make_app(worker, max_body):
             "version": __version__, "protocol": client.PROTOCOL, "device": worker.device.type,
             "device_name": _device_name(worker.device), "busy": worker.running is not None,
             "queued": len(worker.queue), "max_pixels": worker.max_pixels, "max_body": max_body,
-            "methods": ["classic"]})
+            "methods": [m for m in METHODS if m == "classic" or default_method() == "learned"]})
 
     async def submit(request, parse=parse_job):
         body = await request.read()

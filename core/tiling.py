@@ -2,7 +2,8 @@
 
 An upscaler is any callable taking a float32 H x W x C array and returning (H*scale) x (W*scale)
 x C, with two attributes: `scale` and `receptive_field` (how many input pixels on each side an
-output pixel depends on). Each tile is read with a margin of at least the receptive field and
+output pixel depends on). An optional guide (H x W x G, such as a watermark profile) is cut into
+the same tiles and handed to the upscaler beside each one. Each tile is read with a margin of at least the receptive field and
 only its centre is kept, so tiled output equals untiled output: no seams, nothing to blend.
 """
 import numpy as np
@@ -19,7 +20,7 @@ def tile_boxes(height, width, tile):
             yield y0, min(y0 + tile, height), x0, min(x0 + tile, width)
 
 
-def run_tiled(upscaler, image, tile=DEFAULT_TILE, out_dtype=np.float32, progress=None):
+def run_tiled(upscaler, image, tile=DEFAULT_TILE, out_dtype=np.float32, progress=None, guide=None):
     """Apply `upscaler` to `image` (float32 H x W x C) tile by tile; the result is out_dtype.
 
     Writing each tile's core straight into an out_dtype array keeps peak memory at the input,
@@ -28,14 +29,19 @@ def run_tiled(upscaler, image, tile=DEFAULT_TILE, out_dtype=np.float32, progress
     h, w, c = image.shape
     s, margin = upscaler.scale, upscaler.receptive_field
     tile = max(int(tile or DEFAULT_TILE), 8)
+
+    def call(im, box):
+        return upscaler(im) if guide is None else upscaler(im, np.ascontiguousarray(guide[box]))
+
     if h <= tile and w <= tile:
-        return from_float(upscaler(image), out_dtype)
+        return from_float(call(image, (slice(None), slice(None))), out_dtype)
     out = np.empty((h * s, w * s, c), out_dtype)
     boxes = list(tile_boxes(h, w, tile))
     for i, (y0, y1, x0, x1) in enumerate(boxes):
         ry0, ry1 = max(y0 - margin, 0), min(y1 + margin, h)
         rx0, rx1 = max(x0 - margin, 0), min(x1 + margin, w)
-        res = upscaler(np.ascontiguousarray(image[ry0:ry1, rx0:rx1]))
+        box = (slice(ry0, ry1), slice(rx0, rx1))
+        res = call(np.ascontiguousarray(image[box]), box)
         oy, ox = (y0 - ry0) * s, (x0 - rx0) * s
         out[y0 * s:y1 * s, x0 * s:x1 * s] = from_float(
             res[oy:oy + (y1 - y0) * s, ox:ox + (x1 - x0) * s], out_dtype)

@@ -1,0 +1,150 @@
+"""Training pairs in the scene's order: clean high-resolution crop -> downscale (random filter)
+-> stamp a watermark at low resolution -> sometimes JPEG.
+
+Sources are real pictures (../shared/data/train, a user's --images folder) and the project's
+own procedural anime pictures (core/synth.py). Every sample comes in one of three modes, as
+users run the model: with a known profile (jittered, as an estimate would be), blind (the
+network finds the stamp itself; sometimes there is none), or upscale-only (no watermark).
+"""
+import io
+import os
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from .synth import anime_picture
+from .watermarks import jitter_profile, random_watermark
+
+# the scorer's and most studios' previews are bicubic reductions: that filter comes most often
+DOWNSCALE_FILTERS = ((Image.BICUBIC, 0.5), (Image.LANCZOS, 0.15), (Image.BOX, 0.15),
+                     (Image.BILINEAR, 0.1), (Image.HAMMING, 0.1))
+MODES = ("profile", "blind", "none")
+MODE_WEIGHTS = (0.45, 0.4, 0.15)
+PICTURE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+def load_rgb(path):
+    """An RGB uint8 array of a picture, transparency composited on white (as art is shown)."""
+    with Image.open(path) as im:
+        im = im.convert("RGBA")
+        white = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(white, im).convert("RGB"))
+
+
+def picture_files(folder):
+    return sorted(os.path.join(folder, f) for f in os.listdir(folder)
+                  if f.lower().endswith(PICTURE_EXTENSIONS) and not f.startswith("."))
+
+
+def split_holdout(files, every=12):
+    """(training files, held-out validation files): every `every`-th picture is held out."""
+    return [f for i, f in enumerate(files) if i % every != every // 2], files[every // 2::every]
+
+
+@dataclass
+class Sample:
+    stamped: np.ndarray  # P x P x 3 float32, the low-resolution input
+    profile_alpha: np.ndarray  # P x P, what the model is told (zeros in blind mode)
+    profile_colour: np.ndarray  # P x P x 3
+    known: float  # 1: the profile is given (or there is none), 0: blind
+    truth: np.ndarray  # sP x sP x 3 float32, the clean high-resolution picture
+    alpha: np.ndarray  # P x P, the stamp's true opacity
+    colour: np.ndarray  # P x P x 3, its true colour
+    clean: np.ndarray  # P x P x 3, the low-resolution picture before stamping
+
+
+class PairMaker:
+    """Makes training samples from a seeded generator; pools of pictures and stamps are refreshed
+    slowly so that each one is used for many crops (drawing them is the slow part)."""
+
+    def __init__(self, pictures, rng, scale=2, patch=48, synth_share=0.35, synth_pool=48,
+                 stamp_pool=160, stamp_canvas=192, jpeg_share=0.4):
+        self.pictures = pictures  # list of H x W x 3 uint8 arrays
+        self.rng = rng
+        self.scale, self.patch = scale, patch
+        self.synth_share = synth_share if pictures else 1.0
+        self.jpeg_share = jpeg_share
+        self.stamp_canvas = stamp_canvas
+        self.synth = [self._new_synth() for _ in range(synth_pool)]
+        self.stamps = [random_watermark(stamp_canvas, stamp_canvas, rng) for _ in range(stamp_pool)]
+
+    def _new_synth(self):
+        return np.asarray(anime_picture(384, 384, seed=int(self.rng.integers(2 ** 31))))
+
+    def refresh(self):
+        """Replace one synthetic picture and one stamp (call every few steps)."""
+        self.synth[int(self.rng.integers(len(self.synth)))] = self._new_synth()
+        c = self.stamp_canvas
+        self.stamps[int(self.rng.integers(len(self.stamps)))] = random_watermark(c, c, self.rng)
+
+    def _hr_crop(self):
+        rng, size = self.rng, self.patch * self.scale
+        if rng.random() < self.synth_share:
+            src, zoom = self.synth[int(rng.integers(len(self.synth)))], rng.uniform(0.7, 1.0)
+        else:
+            src, zoom = self.pictures[int(rng.integers(len(self.pictures)))], rng.uniform(0.3, 1.0)
+        h, w = src.shape[:2]
+        side = min(int(round(size / zoom)), h, w)
+        y, x = int(rng.integers(h - side + 1)), int(rng.integers(w - side + 1))
+        crop = Image.fromarray(src[y:y + side, x:x + side])
+        if side != size:
+            crop = crop.resize((size, size), Image.LANCZOS)
+        a = np.asarray(crop)
+        if rng.random() < 0.5:
+            a = a[:, ::-1]
+        return np.ascontiguousarray(np.rot90(a, int(rng.integers(4))))
+
+    def _downscale(self, hr):
+        filters, weights = zip(*DOWNSCALE_FILTERS)
+        f = filters[int(self.rng.choice(len(filters), p=weights))]
+        return np.asarray(Image.fromarray(hr).resize((self.patch, self.patch), f))
+
+    def _stamp_crop(self):
+        """A patch-sized piece of a random stamp, most often one that holds some of it."""
+        p, c = self.patch, self.stamp_canvas
+        alpha, colour = self.stamps[int(self.rng.integers(len(self.stamps)))]
+        for _ in range(6):
+            y, x = int(self.rng.integers(c - p + 1)), int(self.rng.integers(c - p + 1))
+            a = alpha[y:y + p, x:x + p]
+            if (a > 0.05).mean() > 0.03:
+                break
+        return a, colour[y:y + p, x:x + p]
+
+    def _jpeg(self, u8):
+        buf = io.BytesIO()
+        q = int(self.rng.integers(60, 96))
+        Image.fromarray(u8).save(buf, "JPEG", quality=q, subsampling=2 if self.rng.random() < 0.5 else 0)
+        return np.asarray(Image.open(buf).convert("RGB"))
+
+    def sample(self, mode=None, jitter=True):
+        rng, p = self.rng, self.patch
+        mode = mode or MODES[int(rng.choice(len(MODES), p=MODE_WEIGHTS))]
+        hr = self._hr_crop()
+        lr = self._downscale(hr).astype(np.float32) / 255.0  # 8-bit, like every preview
+        zero_a, zero_c = np.zeros((p, p), np.float32), np.zeros((p, p, 3), np.float32)
+        alpha, colour = zero_a, zero_c
+        if mode == "profile" or (mode == "blind" and rng.random() < 0.9):
+            alpha, colour = self._stamp_crop()
+        stamped = alpha[..., None] * colour + (1 - alpha[..., None]) * lr
+        stamped = np.clip(np.round(stamped * 255), 0, 255).astype(np.uint8)
+        if rng.random() < self.jpeg_share:
+            stamped = self._jpeg(stamped)
+        if mode == "profile":
+            given = jitter_profile(alpha, colour, rng) if jitter and rng.random() < 0.7 else (alpha, colour)
+        else:
+            given = (zero_a, zero_c)
+        return Sample(stamped.astype(np.float32) / 255.0, given[0], given[1], 0.0 if mode == "blind" else 1.0,
+                      hr.astype(np.float32) / 255.0, alpha, colour, lr)
+
+    def batch(self, n=None, samples=None):
+        """A dict of float32 torch-ready arrays (N x C x H x W) for n new samples (or the given ones)."""
+        ss = samples or [self.sample() for _ in range(n)]
+        chw = lambda a: np.ascontiguousarray(np.stack(a).transpose(0, 3, 1, 2))
+        return {"stamped": chw([s.stamped for s in ss]),
+                "profile_alpha": np.stack([s.profile_alpha for s in ss])[:, None],
+                "profile_colour": chw([s.profile_colour for s in ss]),
+                "known": np.array([s.known for s in ss], np.float32)[:, None, None, None],
+                "truth": chw([s.truth for s in ss]),
+                "alpha": np.stack([s.alpha for s in ss])[:, None],
+                "colour": chw([s.colour for s in ss])}
