@@ -254,7 +254,10 @@ def main(args):
         step = ck["step"]
         rng.bit_generator.state = json.loads(ck["rng"])
         torch.set_rng_state(ck["torch_rng"])
+        args_now = record["args"]
         record = json.loads(ck["record"])
+        record["args"] = args_now  # the latest invocation's (the schedule follows its --steps)
+        record.setdefault("resumed_at_steps", []).append(step)
         print(f"resumed from {ck_path} at step {step}")
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)

@@ -22,8 +22,8 @@ def weights_path(name, ext=".safetensors"):
 
 
 def save_weights(model, name, record):
-    os.makedirs(WEIGHTS_DIR, exist_ok=True)
     path = weights_path(name)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     state = {k: v.detach().float().contiguous().cpu() for k, v in model.state_dict().items()}
     save_file(state, path, metadata={"architecture": ARCHITECTURE, "config": json.dumps(model.config)})
     os.chmod(path, 0o644)  # shipped with the project: readable by everyone, like the code
