@@ -68,7 +68,8 @@ def _check(output, folder, sources, cases):
             x, y, x1, y1 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
             mask = full[y:y1, x:x1]
         want = restore_region(src[y:y1, x:x1], offset=(int(x), int(y)), mask=mask,
-                              profile=profile if case["mode_index"] == 1 else None, options=Options(scale=s))
+                              profile=profile if case["mode_index"] == 1 else None,
+                              options=Options(scale=s, blind=case["mode_index"] == 0))
         assert got["sha256"] == hashlib.sha256(want.pixels.tobytes()).hexdigest(), case["name"]
         assert got["offsets"] == list(want.offset) and got["size"] == [want.pixels.shape[1], want.pixels.shape[0]]
         assert got["layers"][0].startswith("Kirei") and got["layers"][1] == "Background"
