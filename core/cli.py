@@ -173,6 +173,11 @@ def cmd_restore(args):
     check_writable_folder(args.output)
     profile = load_profile(args.profile) if args.profile else None
     method = args.method or default_method()
+    if method == "learned":
+        from .weights_io import DEFAULT_MODEL, available, weights_path
+        if not available():
+            raise KireiError(f"the model's weights are missing ({weights_path(DEFAULT_MODEL)}): restore them "
+                             f"(git checkout core/weights) or use --method classic")
     blind_mode = not args.profile and not args.no_dewatermark
     blind = _blind_profiles(args.inputs, method) if blind_mode else {}
     options = Options(scale=args.scale, method=method, device=args.device, tile=args.tile, blind=blind_mode)

@@ -169,3 +169,15 @@ def test_blind_batch_with_a_broken_picture_still_restores_the_others(tmp_path, s
     (err,) = _one_error_line(r.stderr)
     assert "b0.png" in err and "truncated" in err
     assert sorted(p.name for p in out.iterdir()) == [f"b{i}.png" for i in range(1, 6)]
+
+
+def test_learned_is_the_default_method_and_classic_stays_available(tmp_path, inputs, profile_file):
+    outs = {}
+    for name, extra in (("default", []), ("learned", ["--method", "learned"]), ("classic", ["--method", "classic"])):
+        r = run_cli("restore", "--profile", profile_file, *extra, "-o", tmp_path / name, inputs[0])
+        assert r.returncode == 0, r.stderr
+        outs[name] = np.asarray(Image.open(tmp_path / name / "pic0.png"))
+    np.testing.assert_array_equal(outs["default"], outs["learned"])
+    assert np.abs(outs["learned"].astype(int) - outs["classic"].astype(int)).mean() > 0.5
+    r = run_cli("restore", "--method", "magic", "-o", tmp_path / "x", inputs[0])
+    assert r.returncode == 2 and "invalid choice: 'magic'" in _one_error_line(r.stderr)[0]
