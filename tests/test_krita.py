@@ -180,7 +180,7 @@ def test_plugin_in_krita_gui(krita_worker, tmp_path):
             krita = subprocess.Popen(["krita", "--nosplash"], env=env, stdout=log, stderr=log)
         result = os.path.join(out, "result.json")
         try:
-            krita.wait(180)
+            krita.wait(300)
         except subprocess.TimeoutExpired:
             pass
         assert os.path.exists(result), open(os.path.join(out, "krita.log"), errors="replace").read()[-3000:]

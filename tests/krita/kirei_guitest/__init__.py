@@ -67,7 +67,7 @@ class Driver(Extension):
         try:
             from kirei.docker import KireiDocker
             busy = KireiDocker.controller.running is not None
-            if busy and time.time() - self.t0 < 60:
+            if busy and time.time() - self.t0 < 150:
                 QTimer.singleShot(200, self.wait)
                 return
             names = [n.name() for n in self.doc.rootNode().childNodes()]
