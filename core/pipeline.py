@@ -79,20 +79,35 @@ def restore_pixels(pixels, profile=None, options=Options(), out_dtype=np.float32
     return _restore_learned(pixels, profile, options, out_dtype, progress)
 
 
-def _restore_learned(pixels, profile, options, out_dtype, progress):
-    import torch
+def _learned_mode(profile, options):
+    if profile is not None and not profile.is_empty():
+        return "profile"
+    return "blind" if options.blind and profile is None else "none"
 
+
+def _learned_restorer(options, mode):
     from .devices import resolve_device
     from .learned import LearnedRestorer, model_for
     device = resolve_device(options.device)
+    return LearnedRestorer(model_for(device), options.scale, device, mode)
+
+
+def context_pixels(options, profile=None):
+    """Input pixels on each side that one result pixel depends on: a region read with this much
+    context around it restores exactly as it would inside the whole picture."""
+    if options.method == "classic":
+        return LanczosUpscaler.receptive_field
+    return _learned_restorer(options, _learned_mode(profile, options)).receptive_field
+
+
+def _restore_learned(pixels, profile, options, out_dtype, progress):
+    import torch
+    mode = _learned_mode(profile, options)
     guide = None
-    if profile is not None and not profile.is_empty():
-        mode = "profile"
+    if mode == "profile":
         alpha, colour = profile_for(profile, pixels.shape[2])  # grey pictures: grey colour
         guide = np.concatenate([alpha[..., None], colour], axis=2).astype(np.float32)
-    else:
-        mode = "blind" if options.blind and profile is None else "none"
-    restorer = LearnedRestorer(model_for(device), options.scale, device, mode)
+    restorer = _learned_restorer(options, mode)
     tile = options.tile
     while True:
         try:

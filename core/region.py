@@ -13,7 +13,7 @@ from PIL import Image
 
 from . import imageio
 from .errors import KireiError
-from .pipeline import Options, restore_pixels
+from .pipeline import Options, context_pixels, restore_pixels
 
 DEFAULT_MARGIN = 16  # context pixels read around the selection (input resolution)
 
@@ -69,7 +69,9 @@ def restore_region(pixels, offset=(0, 0), mask=None, profile=None, options=Optio
         x0, y0, x1, y1 = selection_bbox(mask)
     else:
         x0, y0, x1, y1 = 0, 0, w, h
-    # context: the bounding box grown by the margin, kept inside the region
+    # context: the bounding box grown by the margin (at least what the method reads around a
+    # pixel, so that the part restores as it would inside the whole), kept inside the region
+    margin = max(margin, context_pixels(options, profile))
     cx0, cy0 = max(x0 - margin, 0), max(y0 - margin, 0)
     cx1, cy1 = min(x1 + margin, w), min(y1 + margin, h)
     crop = imageio.to_float(pixels[cy0:cy1, cx0:cx1])

@@ -34,7 +34,8 @@ def test_outside_the_selection_nothing_changes(scale):
     assert np.all(np.abs(soft - 0.5) <= 1 / 255)
 
 
-def test_region_equals_the_same_part_of_the_whole_picture():
+@pytest.mark.parametrize("method", ["classic", "learned"])
+def test_region_equals_the_same_part_of_the_whole_picture(method):
     """Restoring a region with a profile aligned at its offset gives what restoring everything gives."""
     w, h = 80, 60
     rng = np.random.default_rng(0)
@@ -44,21 +45,24 @@ def test_region_equals_the_same_part_of_the_whole_picture():
     prof = Profile(alpha, color)
     clean = picture(w, h, seed=5)
     stamped = stamp(clean, alpha, color)
-    whole = restore_pixels(stamped, prof, Options(scale=2))
-    # the plugin sends only the layer's part at (x=24, y=8), 40x40, with a selection inside it
-    x, y = 24, 8
-    part = stamped[y:y + 40, x:x + 40]
-    mask = np.zeros((40, 40), np.float32)
-    mask[5:35, 5:35] = 1
-    res = restore_region(part, offset=(x, y), mask=mask, profile=prof, options=Options(scale=2), margin=8)
+    opts = Options(scale=2, method=method)
+    whole = restore_pixels(stamped, prof, opts)
+    # the plugin sends only the layer's part at (x=4, y=2), 76x58, with a selection well inside it
+    x, y = 4, 2
+    part = stamped[y:, x:]
+    mask = np.zeros(part.shape[:2], np.float32)
+    mask[20:38, 20:56] = 1
+    res = restore_region(part, offset=(x, y), mask=mask, profile=prof, options=opts, margin=8)
     ox, oy = res.offset
-    assert (ox, oy) == ((x + 5) * 2, (y + 5) * 2)
+    assert (ox, oy) == ((x + 20) * 2, (y + 20) * 2)
     got = res.pixels[..., :3]
     want = whole[oy:oy + got.shape[0], ox:ox + got.shape[1]]
     assert np.abs(got - want).max() < 1e-4
     # and the watermark is gone: close to the clean picture, far from the stamped one
-    clean_up = restore_pixels(clean, None, Options(scale=2))[oy:oy + got.shape[0], ox:ox + got.shape[1]]
-    assert np.abs(got - clean_up).mean() < 0.005
+    cut = (slice(oy, oy + got.shape[0]), slice(ox, ox + got.shape[1]))
+    clean_up = restore_pixels(clean, None, opts)[cut]
+    stamped_up = restore_pixels(stamped, None, opts)[cut]
+    assert np.abs(got - clean_up).mean() < 0.15 * np.abs(stamped_up - clean_up).mean()
 
 
 def test_greyscale_16bit_region_keeps_its_type():

@@ -68,11 +68,15 @@ def test_jobs_through_the_worker_equal_the_direct_call(worker, scene):
         np.testing.assert_array_equal(arr, want.pixels)
 
 
-def test_blind_mode_says_what_it_did(worker):
-    px = (picture(20, 16, seed=2) * 255).astype(np.uint8)
-    res = worker.client().restore(px.tobytes(), 20, 16, 3, "uint8", scale=2, watermark="blind")
-    assert res.notice and "profile" in res.notice
-    assert (res.width, res.height, res.channels) == (40, 32, 4)
+def test_blind_mode_runs_the_model_blind(worker):
+    """Blind through the worker is the engine's blind answer (the matte head runs), not upscaling only."""
+    px = (picture(40, 32, seed=2) * 255).astype(np.uint8)
+    res = worker.client().restore(px.tobytes(), 40, 32, 3, "uint8", scale=2, watermark="blind")
+    assert res.notice is None
+    assert (res.width, res.height, res.channels) == (80, 64, 4)
+    got = _result_array(res)
+    np.testing.assert_array_equal(got, restore_region(px, options=Options(scale=2, blind=True)).pixels)
+    assert not np.array_equal(got, _direct(px).pixels)
 
 
 def test_every_endpoint_wants_the_token(worker):
