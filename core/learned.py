@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from .blend import luma
+from .interrupt import poll
 from .upscale import LanczosUpscaler
 from .weights_io import DEFAULT_MODEL, load_model
 
@@ -28,6 +29,9 @@ def model_for(device, name=DEFAULT_MODEL):
             m = load_model(name).to(device)
             if device.type != "cpu":
                 m = m.to(memory_format=torch.channels_last)
+            for layer in m.modules():  # a cancel is seen before every convolution, not per picture
+                if isinstance(layer, torch.nn.Conv2d):
+                    layer.register_forward_pre_hook(lambda *_: poll())
             _models[key] = m
         return _models[key]
 

@@ -1,0 +1,86 @@
+"""A cancel takes effect inside a tile, not only between tiles: a small picture is one tile, and
+a cancelled job that ran on to its end kept the worker's runner busy for the next user's job."""
+import json
+import time
+
+import numpy as np
+import pytest
+
+from core.client import Client
+from core.interrupt import poll, polling
+from core.pipeline import Options, restore_pixels
+from tests.conftest import picture
+
+
+class Stop(Exception):
+    pass
+
+
+def test_poll_calls_the_current_function_on_this_thread_only():
+    import threading
+    calls = []
+    poll()  # outside polling(): nothing happens
+    with polling(lambda: calls.append(threading.get_ident())):
+        poll()
+        t = threading.Thread(target=poll)
+        t.start()
+        t.join()
+        with polling(None):
+            poll()
+        poll()
+    poll()
+    assert calls == [threading.get_ident()] * 2
+
+
+@pytest.mark.parametrize("method", ["learned", "classic"])
+def test_progress_is_polled_inside_a_single_tile(method):
+    px = picture(40, 30, seed=2)
+    seen = []
+    restore_pixels(px, options=Options(scale=4, method=method, tile=512), progress=seen.append)
+    assert seen[0] == 0.0 and seen[-1] == 1.0
+    if method == "learned":  # before every layer of both x2 passes, within the one tile
+        assert len(seen) > 20, len(seen)
+
+
+def test_raising_in_progress_stops_a_single_tile_run_midway():
+    calls = []
+
+    def progress(fraction):
+        calls.append(fraction)
+        if len(calls) == 5:
+            raise Stop()
+
+    with pytest.raises(Stop):
+        restore_pixels(picture(40, 30, seed=2), options=Options(scale=4, method="learned"), progress=progress)
+    assert len(calls) == 5 and all(f == 0.0 for f in calls)
+
+
+def _state(worker, job_id):
+    c = Client(url=worker.url, token=worker.token)
+    status, _, data = c._request("GET", "/v1/jobs/%s" % job_id)
+    assert status == 200, data
+    return json.loads(data)
+
+
+def test_a_cancelled_single_tile_job_stops_running(worker):
+    """The job is one tile (a 4x pass over 300x300): cancelled while running, it ends 'cancelled',
+    and the runner is free for the next job."""
+    from core.client import JOB_TYPE, pack
+    c = Client(url=worker.url, token=worker.token)
+    px = (picture(300, 300, seed=4) * 255).astype(np.uint8)
+    body = pack({"width": 300, "height": 300, "channels": 3, "dtype": "uint8", "scale": 4, "watermark": "none",
+                 "tile": 4096}, [px.tobytes()])
+    status, _, data = c._request("POST", "/v1/jobs", body, JOB_TYPE)
+    assert status == 202, data
+    job = json.loads(data)["id"]
+    while _state(worker, job)["state"] == "queued":
+        time.sleep(0.02)
+    status, _, _ = c._request("DELETE", "/v1/jobs/%s" % job)
+    assert status == 200
+    state = _state(worker, job)
+    while state["state"] == "running":
+        time.sleep(0.05)
+        state = _state(worker, job)
+    assert state["state"] == "cancelled", state  # not run on to "done"
+    small = (picture(12, 10, seed=1) * 255).astype(np.uint8)
+    assert c.restore(small.tobytes(), 12, 10, 3, "uint8", watermark="none").width == 24
