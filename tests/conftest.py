@@ -12,6 +12,66 @@ from core.blend import stamp
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+# ---------------------------------------------------------------- no process of ours left behind
+# Every test that starts a process must end it. Workers start in their own session and outlive
+# whatever started them, so pytest makes itself the "subreaper" of everything it starts (Linux):
+# orphans are re-parented to it instead of to init, and at the end any still alive are listed,
+# killed, and fail the run.
+def _become_subreaper():
+    if sys.platform.startswith("linux"):
+        import ctypes
+        PR_SET_CHILD_SUBREAPER = 36
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def _children():
+    """{pid: (state, command line)} of this process's direct children (Linux /proc)."""
+    me, out = os.getpid(), {}
+    for name in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        try:
+            with open(f"/proc/{name}/stat") as fh:
+                stat = fh.read()
+            with open(f"/proc/{name}/cmdline", "rb") as fh:
+                cmd = fh.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except (OSError, ValueError):
+            continue
+        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+        if int(ppid) == me:
+            out[int(name)] = (state, cmd)
+    return out
+
+
+def _end(pids):
+    import signal
+    for pid in pids:
+        try:
+            os.killpg(pid, signal.SIGKILL) if os.getpgid(pid) == pid else os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    for pid in pids:
+        try:
+            os.waitpid(pid, 0)
+        except OSError:
+            pass
+
+
+def pytest_configure(config):
+    _become_subreaper()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    kids = _children()
+    _end([pid for pid, (state, _) in kids.items() if state == "Z"])  # exited: only to be reaped
+    alive = {pid: cmd for pid, (state, cmd) in kids.items() if state != "Z"}
+    if alive:
+        _end(list(alive))
+        lines = "\n".join(f"  {pid}: {cmd}" for pid, cmd in sorted(alive.items()))
+        print(f"\nkirei: {len(alive)} process(es) started by the tests were still running at the end "
+              f"(now killed); every test must end what it starts:\n{lines}", file=sys.stderr)
+        if session.exitstatus == 0:
+            session.exitstatus = 1
+
+
 def picture(width, height, seed):
     """A synthetic anime-style RGB picture, float32 in [0, 1]."""
     return np.asarray(synth.anime_picture(width, height, seed=seed), np.float32) / 255.0
