@@ -11,7 +11,8 @@ The engine is a virtual environment inside this folder (.venv) with the dependen
 pyproject.toml; torch is the CUDA build where an NVIDIA GPU is present (Linux, Windows), the
 default build on Apple silicon (MPS), the CPU build otherwise (--torch overrides). GIMP's (2.10,
 3.x) and Krita's profile folders are found on Linux (including Flatpak and Snap), macOS and
-Windows; --gimp-dir / --krita-dir name others. Running it again changes nothing. Standard
+Windows; --gimp-dir / --krita-dir name others. Running it again changes nothing. The self-check
+and --check stop the worker they start (a worker already running is left alone). Standard
 library only, so that it runs on any Python 3 before anything is installed.
 """
 import argparse
@@ -20,9 +21,12 @@ import hashlib
 import json
 import os
 import platform
+import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import venv
 import zipfile
 
@@ -176,8 +180,15 @@ class Places:
         """(resource folder, kritarc) pairs of Krita installations that have run once."""
         return [p for p in self.krita_candidates() if os.path.isdir(p[0])]
 
-    def default_kritarc(self):
-        return (self.krita_dirs() or self.krita_candidates())[0][1]
+    def kritarc_of(self, folder):
+        """The kritarc of the Krita that uses this resource folder, when it is one install.py knows;
+        else None: a folder given with --krita-dir may belong to any Krita (portable, custom resource
+        folder), and enabling the plugin in another Krita's kritarc would be wrong."""
+        same = os.path.normcase(os.path.realpath(folder))
+        for d, kritarc in self.krita_candidates():
+            if os.path.normcase(os.path.realpath(d)) == same:
+                return kritarc
+        return None
 
 
 # ---------------------------------------------------------------- the plan
@@ -198,25 +209,35 @@ def _read(path):
         return fh.read()
 
 
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def plan(places, gimp_dirs, krita_dirs, python):
-    """Everything to write: [(path, bytes, mode)], and the kritarc files to enable the plugin in."""
+    """Everything to write: [(path, bytes, mode, (kind, plugin folder) or None for Kirei's own settings)],
+    and the kritarc files to enable the plugin in (None for a Krita folder whose kritarc isn't known)."""
     writes = []
     for d in gimp_dirs:
         for rel, src in _files(GIMP_SRC):
             mode = 0o755 if os.path.basename(rel) in EXECUTABLES else 0o644
-            writes.append((os.path.join(d, "plug-ins", "kirei", rel), _read(src), mode))
+            writes.append((os.path.join(d, "plug-ins", "kirei", rel), _read(src), mode, ("gimp", d)))
     kritarcs = []
     for d, kritarc in krita_dirs:
         for rel, src in _files(os.path.join(KRITA_SRC, "kirei")):
-            writes.append((os.path.join(d, "pykrita", "kirei", rel), _read(src), 0o644))
+            writes.append((os.path.join(d, "pykrita", "kirei", rel), _read(src), 0o644, ("krita", d)))
         writes.append((os.path.join(d, "pykrita", "kirei.desktop"), _read(os.path.join(KRITA_SRC, "kirei.desktop")),
-                       0o644))
+                       0o644, ("krita", d)))
         writes.append((os.path.join(d, "actions", "kirei.action"),
-                       _read(os.path.join(KRITA_SRC, "kirei", "kirei.action")), 0o644))
-        kritarcs.append(kritarc)
+                       _read(os.path.join(KRITA_SRC, "kirei", "kirei.action")), 0o644, ("krita", d)))
+        if kritarc:
+            kritarcs.append(kritarc)
     config = places.config_dir()
     settings = json.dumps({"python": python, "project": PROJECT}, indent=1).encode()
-    writes.append((os.path.join(config, "settings.json"), settings, 0o644))
+    writes.append((os.path.join(config, "settings.json"), settings, 0o644, None))
     return writes, kritarcs
 
 
@@ -238,29 +259,37 @@ def _manifest_path(places):
 
 
 def _load_manifest(places):
+    """The install record: files and folders made (for --uninstall), kritarc edits, and each plugin
+    folder's kind and files with their sha256 (for --check)."""
     try:
         with open(_manifest_path(places)) as fh:
-            return json.load(fh)
+            manifest = json.load(fh)
     except (OSError, ValueError):
-        return {"files": [], "dirs": [], "kritarc": {}}
+        manifest = {}
+    for key, empty in (("files", []), ("dirs", []), ("kritarc", {}), ("plugins", {})):
+        manifest.setdefault(key, empty)
+    return manifest
 
 
-def _makedirs(path, made, dry):
+def _makedirs(path, made, dry, mode=0o777):
     missing = []
     while path and not os.path.isdir(path):
         missing.append(path)
         path = os.path.dirname(path)
     for d in reversed(missing):
         if not dry:
-            os.mkdir(d)
+            os.mkdir(d, mode)
         made.append(d)
+
+
+PRIVATE = 0o700  # Kirei's config folder holds the worker's token: the user's alone
 
 
 def install(places, gimp_dirs, krita_dirs, python, dry=False, say=print):
     writes, kritarcs = plan(places, gimp_dirs, krita_dirs, python)
     manifest = _load_manifest(places)
     made, changed = [], 0
-    for path, data, mode in writes:
+    for path, data, mode, owner in writes:
         same = os.path.isfile(path) and _read(path) == data
         if same and (os.name == "nt" or os.stat(path).st_mode & 0o777 == mode):
             continue
@@ -268,7 +297,7 @@ def install(places, gimp_dirs, krita_dirs, python, dry=False, say=print):
         say(("would write " if dry else "writing ") + path)
         if dry:
             continue
-        _makedirs(os.path.dirname(path), made, dry)
+        _makedirs(os.path.dirname(path), made, dry, 0o777 if owner else PRIVATE)
         with open(path, "wb") as fh:
             fh.write(data)
         os.chmod(path, mode)
@@ -277,7 +306,7 @@ def install(places, gimp_dirs, krita_dirs, python, dry=False, say=print):
         changed += 1
         say(("would write " if dry else "writing ") + token + " (mode 0600)")
         if not dry:
-            _makedirs(os.path.dirname(token), made, dry)
+            _makedirs(os.path.dirname(token), made, dry, PRIVATE)
             import secrets
             fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as fh:
@@ -295,28 +324,112 @@ def install(places, gimp_dirs, krita_dirs, python, dry=False, say=print):
             _makedirs(os.path.dirname(kritarc), made, dry)
             with open(kritarc, "w") as fh:
                 fh.write(new)
-    if not dry and changed:
-        files = set(manifest["files"]) | {p for p, _, _ in writes} | {token}
-        manifest["files"] = sorted(files)
-        manifest["dirs"] = sorted(set(manifest["dirs"]) | set(made))
-        with open(_manifest_path(places), "w") as fh:
-            json.dump(manifest, fh, indent=1)
+    if not dry:
+        _record(places, manifest, writes, made, token)
     return changed
 
 
+def _record(places, manifest, writes, made, token):
+    """Add this run's files to the install record; written only when that changes it."""
+    before = json.dumps(manifest, sort_keys=True)
+    manifest["files"] = sorted(set(manifest["files"]) | {w[0] for w in writes} | {token})
+    manifest["dirs"] = sorted(set(manifest["dirs"]) | set(made))
+    for path, data, _, owner in writes:
+        if owner:
+            kind, folder = owner
+            rec = manifest["plugins"].setdefault(folder, {"kind": kind, "sha256": {}})
+            rec["sha256"][path] = hashlib.sha256(data).hexdigest()
+    if json.dumps(manifest, sort_keys=True) != before:
+        with open(_manifest_path(places), "w") as fh:
+            json.dump(manifest, fh, indent=1)
+
+
+# ---------------------------------------------------------------- the local worker
 RUNTIME_FILES = ("worker.json", "worker.log")  # what the plugins' client writes beside the settings
+STOP_WAIT = 30  # seconds a worker gets to exit after SIGTERM (it cancels its jobs first), then SIGKILL
+CHECK_TIMEOUT = 300  # seconds for a worker to start and answer (a first start imports torch from a cold disk)
+SELF_CHECK_TIMEOUT = 600  # ... and to restore the sample on a slow CPU
+
+
+def _worker_file(places):
+    return os.path.join(places.config_dir(), "worker.json")
+
+
+def _command_line(pid):
+    """A live process's command line, its arguments joined by spaces; None when it is gone or a zombie,
+    and on Windows (where the standard library can't read it)."""
+    if os.name == "nt":
+        return None
+    try:
+        if os.path.isdir("/proc/self"):
+            with open(f"/proc/{pid}/stat") as fh:
+                if fh.read().rpartition(")")[2].split()[0] == "Z":
+                    return None
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                return fh.read().replace(b"\0", b" ").decode("utf-8", "replace")
+        p = subprocess.run(["ps", "-o", "stat=,command=", "-p", str(pid)], capture_output=True, text=True)
+    except (OSError, IndexError):
+        return None
+    state, _, command = p.stdout.strip().partition(" ")
+    return command if p.returncode == 0 and not state.startswith("Z") else None
+
+
+def _running_worker(places):
+    """The pid of the local worker that worker.json records, while that process still is that worker
+    (a pid may have been reused since it exited); else None."""
+    try:
+        with open(_worker_file(places)) as fh:
+            rec = json.load(fh)
+        pid, token_file = int(rec["pid"]), rec["token_file"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    command = _command_line(pid)
+    return pid if command and " serve " in command and token_file in command else None
 
 
 def _stop_worker(places):
+    """Stop the recorded local worker and wait until it is gone; its record goes with it."""
+    pid = _running_worker(places)
+    if pid is None:
+        return
+    for sig, wait in ((signal.SIGTERM, STOP_WAIT), (getattr(signal, "SIGKILL", signal.SIGTERM), 10)):
+        try:
+            os.kill(pid, sig)
+        except OSError:
+            break
+        deadline = time.monotonic() + wait
+        while _running_worker(places) == pid and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _running_worker(places) != pid:
+            break
     try:
-        with open(os.path.join(places.config_dir(), "worker.json")) as fh:
-            pid = json.load(fh)["pid"]
-        if os.name != "nt":
-            os.kill(pid, 15)
-    except (OSError, ValueError, KeyError):
+        with open(_worker_file(places)) as fh:
+            if json.load(fh).get("pid") == pid:
+                os.remove(_worker_file(places))
+    except (OSError, ValueError, AttributeError):
         pass
 
 
+def _through_worker(python, places, code, timeout):
+    """Run code in the engine's Python with the plugins' own client, as GIMP and Krita do: (ok, its
+    last line of output or why it failed). A worker the client had to start for it is stopped after;
+    one that was already running (the user's) is reused and left running."""
+    env = dict(places.env, KIREI_CONFIG_DIR=places.config_dir())
+    env.pop("KIREI_SERVER_URL", None)
+    users = _running_worker(places)
+    try:
+        p = subprocess.run([python, "-c", code, PROJECT], capture_output=True, text=True, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return False, f"no answer within {timeout} s"
+    finally:
+        if _running_worker(places) not in (None, users):
+            _stop_worker(places)
+    if p.returncode != 0:
+        return False, (p.stderr.strip().splitlines() or ["no output"])[-1]
+    return True, p.stdout.strip()
+
+
+# ---------------------------------------------------------------- undoing and checking it
 def uninstall(places, say=print):
     path = _manifest_path(places)
     if not os.path.exists(path):
@@ -352,6 +465,45 @@ def uninstall(places, say=print):
     return 0
 
 
+def _install_command(places, kind, folder):
+    """The command that installs the plugin into folder again."""
+    found = places.gimp_dirs() if kind == "gimp" else [d for d, _ in places.krita_dirs()]
+    return "python3 install.py" + ("" if folder in found else f" --{kind}-dir {shlex.quote(folder)}")
+
+
+def file_faults(places, manifest):
+    """Each installed plugin file that is missing, or isn't the file that was installed, with its fix."""
+    faults = []
+    for folder, rec in sorted(manifest["plugins"].items()):
+        fix = f"run `{_install_command(places, rec['kind'], folder)}` to put it back"
+        for path, digest in sorted(rec["sha256"].items()):
+            if not os.path.isfile(path):
+                faults.append(f"{path} is missing: {fix}")
+            elif _sha256(path) != digest:
+                faults.append(f"{path} is not the file that was installed (changed or damaged): {fix}")
+    return faults
+
+
+def weights_faults(project):
+    """Each shipped model (core/weights/NAME.json + NAME.safetensors) whose weights are missing or not
+    the ones its record's sha256 names. Hashed here with hashlib: install.py runs without torch."""
+    faults = []
+    for record in sorted(glob.glob(os.path.join(project, "core", "weights", "*.json"))):
+        weights = record[:-len(".json")] + ".safetensors"
+        fix = f"get them again from the Kirei download (in a git clone: git -C {project} checkout -- core/weights)"
+        try:
+            with open(record) as fh:
+                digest = json.load(fh).get("sha256")
+        except (OSError, ValueError, AttributeError):
+            faults.append(f"the model record {record} can't be read: {fix}")
+            continue
+        if not os.path.isfile(weights):
+            faults.append(f"the model's weights {weights} are missing: {fix}")
+        elif digest and _sha256(weights) != digest:
+            faults.append(f"the model's weights {weights} are damaged (not the sha256 in {record}): {fix}")
+    return faults
+
+
 def check(places, gimp_dirs, krita_dirs, start_worker=True, say=print):
     """Every fault found, each with its fix; 0 when there is none."""
     faults = []
@@ -371,20 +523,24 @@ def check(places, gimp_dirs, krita_dirs, start_worker=True, say=print):
         faults.append(f"no worker token ({token}): run `python3 install.py`")
     elif os.name != "nt" and os.stat(token).st_mode & 0o077:
         faults.append(f"the worker token {token} can be read by others: chmod 600 {token}")
+    recorded = _load_manifest(places)
+    faults += file_faults(places, recorded)
     for d in gimp_dirs:
         for name in EXECUTABLES:
             p = os.path.join(d, "plug-ins", "kirei", name)
             if not os.path.exists(p):
-                faults.append(f"the GIMP plug-in is missing from {d}: run `python3 install.py`")
+                if d not in recorded["plugins"]:  # else reported above, file by file
+                    faults.append(f"the GIMP plug-in is missing from {d}: run `python3 install.py`")
                 break
             if os.name != "nt" and not os.access(p, os.X_OK):
                 faults.append(f"{p} is not executable, so GIMP won't run it: chmod +x {p}")
     for d, kritarc in krita_dirs:
-        if not os.path.exists(os.path.join(d, "pykrita", "kirei", "__init__.py")):
+        if d not in recorded["plugins"] and not os.path.exists(os.path.join(d, "pykrita", "kirei", "__init__.py")):
             faults.append(f"the Krita plugin is missing from {d}: run `python3 install.py`")
-        if not os.path.exists(kritarc) or KRITA_ENABLE not in open(kritarc).read().splitlines():
+        if kritarc and (not os.path.exists(kritarc) or KRITA_ENABLE not in open(kritarc).read().splitlines()):
             faults.append(f"the Krita plugin is not enabled in {kritarc}: enable Kirei in Settings > Configure "
                           f"Krita > Python Plugin Manager (or run `python3 install.py`), then restart Krita")
+    faults += weights_faults((settings or {}).get("project") or PROJECT)
     if start_worker and python and os.path.exists(python) and not faults:
         problem = _worker_problem(python, places)
         if problem:
@@ -400,15 +556,11 @@ def _worker_problem(python, places):
     """None if a worker starts and answers; else why not (through the plugins' own client)."""
     code = ("import sys; sys.path.insert(0, sys.argv[1]); from core import client; "
             "print(client.Client().health()['device_name'])")
-    env = dict(places.env, KIREI_CONFIG_DIR=places.config_dir())
-    env.pop("KIREI_SERVER_URL", None)
-    p = subprocess.run([python, "-c", code, PROJECT], capture_output=True, text=True, env=env, timeout=300)
-    return None if p.returncode == 0 else (p.stderr.strip().splitlines() or ["unknown"])[-1]
+    ok, text = _through_worker(python, places, code, CHECK_TIMEOUT)
+    return None if ok else text
 
 
-def self_check(python, places, say=print):
-    """A real restore of the bundled sample through the worker, as the plugins do it."""
-    code = """
+SELF_CHECK = """
 import sys, time
 sys.path.insert(0, sys.argv[1])
 import numpy as np
@@ -423,14 +575,13 @@ res = c_.restore(px.tobytes(), w, h, c, "uint8", scale=2, watermark="profile",
 print("%dx%d -> %dx%d through the worker (%s) in %.1f s" % (w, h, res.width, res.height,
       c_.health()["device_name"], time.time() - t))
 """
-    env = dict(places.env, KIREI_CONFIG_DIR=places.config_dir())
-    env.pop("KIREI_SERVER_URL", None)
-    p = subprocess.run([python, "-c", code, PROJECT], capture_output=True, text=True, env=env, timeout=600)
-    if p.returncode != 0:
-        say("self-check FAILED: " + (p.stderr.strip().splitlines() or ["no output"])[-1])
-        return 1
-    say("self-check: " + p.stdout.strip())
-    return 0
+
+
+def self_check(python, places, say=print):
+    """A real restore of the bundled sample through the worker, as the plugins do it."""
+    ok, text = _through_worker(python, places, SELF_CHECK, SELF_CHECK_TIMEOUT)
+    say(("self-check: " if ok else "self-check FAILED: ") + text)
+    return 0 if ok else 1
 
 
 def package(path, say=print):
@@ -452,7 +603,9 @@ def main(argv=None):
     ap.add_argument("--gimp-dir", action="append", default=[], metavar="DIR",
                     help="a GIMP profile folder to install into (DIR/plug-ins), instead of the found ones")
     ap.add_argument("--krita-dir", action="append", default=[], metavar="DIR",
-                    help="a Krita resource folder to install into (DIR/pykrita), instead of the found ones")
+                    help="a Krita resource folder to install into (DIR/pykrita), instead of the found ones; the "
+                         "plugin is enabled only in the kritarc of a folder install.py knows (else enable it in "
+                         "Krita's Python Plugin Manager)")
     ap.add_argument("--torch", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="which torch build")
     ap.add_argument("--engine-python", metavar="PY", help="use this existing engine Python instead of .venv")
     action = ap.add_mutually_exclusive_group()
@@ -469,7 +622,7 @@ def main(argv=None):
     if a.uninstall:
         return uninstall(places)
     gimp_dirs = a.gimp_dir or places.gimp_dirs()
-    krita_dirs = [(d, places.default_kritarc()) for d in a.krita_dir] or places.krita_dirs()
+    krita_dirs = [(d, places.kritarc_of(d)) for d in a.krita_dir] or places.krita_dirs()
     if a.check:
         return 1 if check(places, gimp_dirs, krita_dirs) else 0
     if a.dry_run:
@@ -480,6 +633,9 @@ def main(argv=None):
     print("GIMP profiles: " + (", ".join(gimp_dirs) or "none found (run GIMP once, or give --gimp-dir)"))
     print("Krita: " + (", ".join(d for d, _ in krita_dirs) or "none found (run Krita once, or give --krita-dir)"))
     changed = install(places, gimp_dirs, krita_dirs, os.path.abspath(python), dry=a.dry_run)
+    for d in (d for d, kritarc in krita_dirs if not kritarc):
+        print(f"Krita: {d} is not a Krita folder install.py knows, so no kritarc was touched: enable Kirei in "
+              "Settings > Configure Krita > Python Plugin Manager of the Krita that uses it")
     if a.dry_run:
         print(f"dry run: {changed} change(s) planned, nothing written")
         return 0

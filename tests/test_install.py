@@ -5,12 +5,14 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import zipfile
 
 import pytest
 
+import install
 from tests.conftest import ROOT
 
 KRITARUNNER = shutil.which("kritarunner")
@@ -27,6 +29,42 @@ LAYOUTS = {
               "krita": [("AppData/Roaming/krita", "AppData/Local/kritarc")],
               "config": "AppData/Roaming/kirei"},
 }
+
+
+def _ours(tmp_path):
+    """Live processes (not zombies) whose command line names this test's folder: workers started for
+    its temporary home's config, whoever started them."""
+    mine, found = str(tmp_path) + os.sep, []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                command = fh.read().replace(b"\0", b" ").decode("utf-8", "replace")
+            with open(f"/proc/{pid}/stat") as fh:
+                state = fh.read().rpartition(")")[2].split()[0]
+        except (OSError, IndexError):
+            continue
+        if mine in command and state != "Z":
+            found.append(int(pid))
+    return found
+
+
+def _kill(pid):
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+@pytest.fixture(autouse=True)
+def no_process_left(tmp_path):
+    """No test here may leave a process behind (install.py's self-check and --check start workers)."""
+    yield
+    if not os.path.isdir("/proc/self"):
+        return
+    left = _ours(tmp_path)
+    for pid in left:
+        _kill(pid)
+    assert not left, f"processes left running: {left}"
 
 
 def _home(tmp_path, layout):
@@ -89,6 +127,7 @@ def test_install_again_and_uninstall(tmp_path, layout):
     settings = json.loads((config / "settings.json").read_text())
     assert settings == {"python": sys.executable, "project": ROOT}
     assert oct((config / "token").stat().st_mode & 0o777) == "0o600"
+    assert oct(config.stat().st_mode & 0o777) == "0o700"  # it holds the token
 
     installed = _snapshot(home)
     r = _install(env)
@@ -205,3 +244,152 @@ def main(args):
     assert "error" not in res, res["error"]
     assert res["imported"] == ["kirei"] and res["extension"]
     assert (resources / "pykrita" / "kirei.desktop").exists() and (resources / "actions" / "kirei.action").exists()
+
+
+def _check(env, *args):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "install.py"), "--check", *args], env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_check_reports_each_missing_or_changed_file(tmp_path):
+    home = _home(tmp_path, "linux")
+    env = _env(home, "linux")
+    portable = tmp_path / "portable-gimp"
+    assert _install(env).returncode == 0 and _install(env, "--gimp-dir", str(portable)).returncode == 0
+    gone = home / ".config" / "GIMP" / "3.0" / "plug-ins" / "kirei" / "kirei_client.py"
+    gone.unlink()
+    changed = home / ".local" / "share" / "krita" / "pykrita" / "kirei" / "__init__.py"
+    changed.write_text(changed.read_text() + "\n# edited\n")
+    portable_gone = portable / "plug-ins" / "kirei" / "kirei_gimp2.py"
+    portable_gone.unlink()
+    r = _check(env)
+    faults = [ln for ln in r.stdout.splitlines() if ln.startswith("fault: ")]
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"fault: {gone} is missing: run `python3 install.py` to put it back" in faults
+    assert (f"fault: {changed} is not the file that was installed (changed or damaged): "
+            "run `python3 install.py` to put it back") in faults
+    assert (f"fault: {portable_gone} is missing: run `python3 install.py --gimp-dir {portable}` "
+            "to put it back") in faults
+    assert len(faults) == 3, faults
+    assert _install(env).returncode == 0 and _install(env, "--gimp-dir", str(portable)).returncode == 0
+    places = install.Places(env)
+    assert install.file_faults(places, install._load_manifest(places)) == []
+
+
+def _weights(folder, data, digest):
+    weights = folder / "core" / "weights"
+    weights.mkdir(parents=True, exist_ok=True)
+    (weights / "kirei-x2.safetensors").write_bytes(data)
+    record = {"architecture": "kirei-net-1"} if digest is None else {"architecture": "kirei-net-1", "sha256": digest}
+    (weights / "kirei-x2.json").write_text(json.dumps(record))
+    return weights / "kirei-x2.safetensors"
+
+
+def test_check_verifies_the_weights(tmp_path):
+    assert install.weights_faults(ROOT) == []  # the shipped ones
+    project = tmp_path / "project"
+    data = os.urandom(4096)
+    weights = _weights(project, data, hashlib.sha256(data).hexdigest())
+    assert install.weights_faults(str(project)) == []
+    weights.write_bytes(data[:1000])  # truncated
+    [fault] = install.weights_faults(str(project))
+    assert f"{weights} are damaged (not the sha256 in " in fault and "checkout -- core/weights" in fault
+    weights.unlink()
+    [fault] = install.weights_faults(str(project))
+    assert f"{weights} are missing" in fault
+
+    # through --check, for the engine named in the worker's settings
+    home = _home(tmp_path, "linux")
+    env = _env(home, "linux")
+    assert _install(env).returncode == 0
+    _weights(project, data[:1000] + b"\0" * 3096, hashlib.sha256(data).hexdigest())  # a damaged block
+    settings = home / ".config" / "kirei" / "settings.json"
+    settings.write_text(json.dumps(dict(json.loads(settings.read_text()), project=str(project))))
+    r = _check(env)
+    assert r.returncode == 1 and f"fault: the model's weights {weights} are damaged" in r.stdout, r.stdout
+
+
+def _worker_pid(home):
+    return json.loads((home / ".config" / "kirei" / "worker.json").read_text())["pid"]
+
+
+@pytest.fixture
+def users_worker(tmp_path):
+    """A worker the user already has running for the temporary home (started by the plugins' client)."""
+    started = []
+
+    def start(env):
+        code = "import sys; sys.path.insert(0, sys.argv[1]); from core import client; client.Client().health()"
+        subprocess.run([sys.executable, "-c", code, ROOT], env=env, check=True, timeout=300)
+        started.append(_worker_pid(tmp_path / "home"))
+        return started[-1]
+    yield start
+    for pid in started:
+        _kill(pid)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc")
+def test_self_check_and_check_stop_only_the_worker_they_start(tmp_path, users_worker):
+    home = _home(tmp_path, "linux")
+    env = _env(home, "linux")
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "install.py"), "--engine-python", sys.executable],
+                       env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0 and "self-check: 233x330 -> 466x660 through the worker" in r.stdout, r.stdout + r.stderr
+    assert _ours(tmp_path) == []
+    r = _check(env)
+    assert r.returncode == 0 and "no faults found" in r.stdout, r.stdout + r.stderr
+    assert _ours(tmp_path) == []
+    assert not (home / ".config" / "kirei" / "worker.json").exists()
+
+    pid = users_worker(env)
+    r = _check(env)
+    assert r.returncode == 0 and "no faults found" in r.stdout, r.stdout + r.stderr
+    assert _ours(tmp_path) == [pid] and _worker_pid(home) == pid  # reused, and left running
+
+
+def test_check_says_when_the_worker_does_not_answer(tmp_path, monkeypatch):
+    home = _home(tmp_path, "linux")
+    env = _env(home, "linux")
+    silent = tmp_path / "python"  # imports torch fine, then never answers
+    silent.write_text(f"#!/bin/sh\ncase \"$*\" in *'import torch'*) exec {sys.executable} \"$@\";; esac\n"
+                      "exec sleep 600\n")
+    silent.chmod(0o755)
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "install.py"), "--engine-python", str(silent),
+                        "--no-self-check"], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    monkeypatch.setattr(install, "CHECK_TIMEOUT", 1)
+    said = []
+    places = install.Places(env)
+    assert install.check(places, [], [], say=said.append) == 1
+    assert said == ["fault: the worker won't start: no answer within 1 s; see "
+                    f"{places.config_dir()}/worker.log"]
+
+
+def test_krita_dir_leaves_other_kritarcs_alone(tmp_path):
+    home = _home(tmp_path, "linux")
+    env = _env(home, "linux")
+    before = _snapshot(home)
+    portable = tmp_path / "portable-krita"
+    gimp = tmp_path / "portable-gimp"
+    args = ("--krita-dir", str(portable), "--gimp-dir", str(gimp))
+    r = _install(env, "--dry-run", *args)
+    assert r.returncode == 0 and "enable the Kirei plugin" not in r.stdout, r.stdout
+    assert f"Krita: {portable} is not a Krita folder install.py knows" in r.stdout
+    r = _install(env, *args)
+    assert r.returncode == 0 and "Python Plugin Manager" in r.stdout, r.stdout + r.stderr
+    assert (portable / "pykrita" / "kirei" / "__init__.py").exists()
+    home_rc, snap_rc = ".config/kritarc", "snap/krita/current/.config/kritarc"
+    assert _snapshot(home)[home_rc] == before[home_rc] and _snapshot(home)[snap_rc] == before[snap_rc]
+    r = _check(env, *args)
+    assert r.returncode == 0 and "no faults found" in r.stdout, r.stdout + r.stderr
+    assert _snapshot(home)[home_rc] == before[home_rc]
+
+    # a Krita folder install.py knows (here Snap's) is enabled in that Krita's own kritarc only
+    snap = home / "snap" / "krita" / "current" / ".local" / "share" / "krita"
+    r = _install(env, "--krita-dir", str(snap), "--gimp-dir", str(gimp))
+    assert r.returncode == 0 and f"enabling the Kirei plugin in {home / snap_rc}" in r.stdout, r.stdout
+    assert "enable_kirei=true" in (home / snap_rc).read_text()
+    assert _snapshot(home)[home_rc] == before[home_rc]
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "install.py"), "--uninstall"], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and _snapshot(home) == before, r.stdout + r.stderr
