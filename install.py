@@ -39,6 +39,7 @@ KRITA_SRC = os.path.join(PROJECT, "plugins", "krita")
 EXECUTABLES = ("kirei.py", "kirei_gimp2.py")  # GIMP runs plug-ins as programs
 TORCH_INDEX = {"cpu": "https://download.pytorch.org/whl/cpu", "cuda": "https://download.pytorch.org/whl/cu126"}
 KRITA_ENABLE = "enable_kirei=true"
+APP_NAMES = {"gimp": "GIMP", "krita": "Krita"}  # by the kind recorded for each plugin folder
 
 sys.path.insert(0, PROJECT)
 from core import client  # noqa: E402  standard library only, like this script (the plugins carry it)
@@ -468,13 +469,19 @@ def uninstall(places, say=print):
 def _install_command(places, kind, folder):
     """The command that installs the plugin into folder again."""
     found = places.gimp_dirs() if kind == "gimp" else [d for d, _ in places.krita_dirs()]
-    return "python3 install.py" + ("" if folder in found else f" --{kind}-dir {shlex.quote(folder)}")
+    quoted = subprocess.list2cmdline([folder]) if os.name == "nt" else shlex.quote(folder)
+    return "python3 install.py" + ("" if folder in found else f" --{kind}-dir {quoted}")
 
 
 def file_faults(places, manifest):
     """Each installed plugin file that is missing, or isn't the file that was installed, with its fix."""
     faults = []
     for folder, rec in sorted(manifest["plugins"].items()):
+        if not os.path.isdir(folder):  # the application's profile went (GIMP 2.10 removed, say): one line
+            faults.append(f"the {APP_NAMES[rec['kind']]} folder {folder} that Kirei was installed into is gone: "
+                          "if that was on purpose, `python3 install.py --uninstall` and then `python3 install.py` "
+                          "forget it")
+            continue
         fix = f"run `{_install_command(places, rec['kind'], folder)}` to put it back"
         for path, digest in sorted(rec["sha256"].items()):
             if not os.path.isfile(path):

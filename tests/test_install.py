@@ -274,6 +274,10 @@ def test_check_reports_each_missing_or_changed_file(tmp_path):
     assert _install(env).returncode == 0 and _install(env, "--gimp-dir", str(portable)).returncode == 0
     places = install.Places(env)
     assert install.file_faults(places, install._load_manifest(places)) == []
+    shutil.rmtree(portable)  # that GIMP went: one line, not one per file
+    assert install.file_faults(places, install._load_manifest(places)) == [
+        f"the GIMP folder {portable} that Kirei was installed into is gone: if that was on purpose, "
+        "`python3 install.py --uninstall` and then `python3 install.py` forget it"]
 
 
 def _weights(folder, data, digest):
@@ -307,6 +311,24 @@ def test_check_verifies_the_weights(tmp_path):
     settings.write_text(json.dumps(dict(json.loads(settings.read_text()), project=str(project))))
     r = _check(env)
     assert r.returncode == 1 and f"fault: the model's weights {weights} are damaged" in r.stdout, r.stdout
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX processes")
+@pytest.mark.parametrize("proc", [True, False], ids=["proc", "ps"])
+def test_command_line_of_a_process(monkeypatch, proc):
+    """What tells install.py that a recorded pid is still its worker: /proc on Linux, ps elsewhere."""
+    if not proc:
+        isdir = os.path.isdir
+        monkeypatch.setattr(install.os.path, "isdir", lambda p: p != "/proc/self" and isdir(p))
+    child = subprocess.Popen(["sleep", "600"])
+    try:
+        assert install._command_line(child.pid).split() == ["sleep", "600"]
+    finally:
+        child.kill()
+    os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # it has exited, and is a zombie until waited for
+    assert install._command_line(child.pid) is None  # already gone for install.py
+    child.wait()
+    assert install._command_line(child.pid) is None
 
 
 def _worker_pid(home):
