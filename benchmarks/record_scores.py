@@ -13,7 +13,7 @@ from datetime import date
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from core.weights_io import DEFAULT_MODEL, weights_path  # noqa: E402
+from core.weights_io import DEFAULT_MODEL, describe, weights_path, write_record  # noqa: E402
 
 
 def main():
@@ -25,9 +25,7 @@ def main():
     a = ap.parse_args()
     with open(a.score_json) as fh:
         score = json.load(fh)
-    path = weights_path(a.name, ".json")
-    with open(path) as fh:
-        record = json.load(fh)
+    record = describe(a.name)  # kept whole: its sha256 still describes the weights
     record["scores"] = {"date": date.today().isoformat(), "watermark": score.get("watermark"),
                         "scale": 2, "pictures": len(score.get("pictures", [])),
                         "summary": {k: {m: (round(v, 4) if isinstance(v, float) else v) for m, v in row.items()}
@@ -36,10 +34,8 @@ def main():
         key, _, file = item.partition("=")
         with open(file) as fh:
             record["scores"][key] = json.load(fh)
-    with open(path, "w") as fh:
-        json.dump(record, fh, indent=1)
-        fh.write("\n")
-    print(f"scores written into {path}")
+    write_record(a.name, record)
+    print(f"scores written into {weights_path(a.name, '.json')}")
 
 
 if __name__ == "__main__":

@@ -117,15 +117,13 @@ def check_writable_folder(folder):
 
 
 def _sizes(paths):
-    """Each readable input's (width, height), read from its header only."""
-    from PIL import Image
+    """Each readable input's (width, height), read from its header only (cheap, even for a bomb)."""
     sizes = {}
     for p in paths:
         try:
-            with Image.open(p) as im:
-                sizes[p] = im.size if im.getexif().get(0x0112, 1) < 5 else im.size[::-1]
-        except (OSError, SyntaxError, ValueError):
-            pass
+            sizes[p] = imageio.read_size(p)
+        except KireiError:
+            pass  # it fails on its own, with its own message, when its turn comes
     return sizes
 
 
@@ -174,10 +172,8 @@ def cmd_restore(args):
     profile = load_profile(args.profile) if args.profile else None
     method = args.method or default_method()
     if method == "learned":
-        from .weights_io import DEFAULT_MODEL, available, weights_path
-        if not available():
-            raise KireiError(f"the model's weights are missing ({weights_path(DEFAULT_MODEL)}): restore them "
-                             f"(git checkout core/weights) or use --method classic")
+        from .weights_io import verify
+        verify()  # missing or damaged weights: one clear error
     blind_mode = not args.profile and not args.no_dewatermark
     blind = _blind_profiles(args.inputs, method) if blind_mode else {}
     options = Options(scale=args.scale, method=method, device=args.device, tile=args.tile, blind=blind_mode)
@@ -194,7 +190,7 @@ def cmd_restore(args):
             picture = imageio.load_picture(path)
             use = profile if profile is not None else blind.get(picture.size)
             if use is not None:
-                check_profile_size(use, *picture.size, name=path)
+                check_profile_size(use.size, *picture.size, name=path)
             imageio.save_picture(restore_picture(picture, use, options), out)
             written.append(out)
         except KireiError as e:

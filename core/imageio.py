@@ -7,8 +7,11 @@ is written back the same way. Pillow reads and writes 8-bit files and float TIFF
 """
 import io
 import os
+import stat
+import struct
 import tempfile
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,6 +20,14 @@ from PIL import Image
 
 from .errors import KireiError
 
+MAX_PIXELS = 100_000_000  # the largest picture Kirei reads (e.g. 10000 x 10000), unless told a smaller bound
+# Kirei checks every picture's size itself, from its header and before decoding, against a bound that
+# may be smaller than any process-wide one (a profile must be its job's size). Pillow's own global
+# guard would raise before the size can even be read and reported, so it is off here.
+Image.MAX_IMAGE_PIXELS = None
+# what reading a malformed file can raise, from Pillow, pypng or zlib under them
+_READ_ERRORS = (OSError, EOFError, SyntaxError, ValueError, struct.error, zlib.error, png.Error,
+                Image.DecompressionBombError, Image.DecompressionBombWarning)
 # Pillow's modes, mapped to (channels, bit depth) and the mode to convert to before reading.
 _MODES = {
     "1": ("L", 1, 8), "L": ("L", 1, 8), "P": (None, None, 8), "PA": ("RGBA", 4, 8),
@@ -55,7 +66,11 @@ class Picture:
 
 
 def to_float(array):
-    """uint8 / uint16 / float arrays to float32 in [0, 1] (H x W x C)."""
+    """uint8 / uint16 / float arrays to float32 in [0, 1] (H x W x C).
+
+    Finite floats out of range are clipped (3.4e38 would overflow the arithmetic into NaN);
+    NaN or infinite values are refused: the engine never works on, or returns, NaN pixels.
+    """
     a = np.asarray(array)
     if a.ndim == 2:
         a = a[..., None]
@@ -64,7 +79,9 @@ def to_float(array):
     if a.dtype == np.uint16:
         return a.astype(np.float32) / 65535.0
     if np.issubdtype(a.dtype, np.floating):
-        return a.astype(np.float32)
+        if not np.isfinite(a).all():
+            raise KireiError("the pixels hold NaN or infinite values")
+        return np.clip(a, 0.0, 1.0).astype(np.float32)  # clipped before the cast: float64 could overflow it
     raise KireiError(f"unsupported pixel type {a.dtype}: use 8- or 16-bit integers or floats")
 
 
@@ -97,6 +114,9 @@ _ORIENT = {
 }
 
 
+_TRANSPOSED = (5, 6, 7, 8)  # orientations that swap width and height
+
+
 def _read_png16(reader):
     width, height, rows, info = reader.asDirect()
     planes = info["planes"]
@@ -104,31 +124,79 @@ def _read_png16(reader):
     return arr
 
 
-def load_picture(source):
-    """Read a picture from a path (or from a file's bytes); a KireiError with the reason for anything
-    missing, unreadable or truncated."""
-    if isinstance(source, (bytes, bytearray)):
-        name, data = "the picture", bytes(source)
-    else:
-        name, data = os.fspath(source), None
-        if not os.path.exists(name):
-            raise KireiError(f"{name}: no such file")
-        if os.path.isdir(name):
-            raise KireiError(f"{name}: is a folder, not a picture")
-    png_reader = (lambda: png.Reader(bytes=data)) if data is not None else (lambda: png.Reader(filename=name))
+def _name(source, name):
+    if name:
+        return name
+    return "the picture" if isinstance(source, (bytes, bytearray, memoryview)) else os.fspath(source)
+
+
+@contextmanager
+def _opened(source, name):
+    """The picture file as a binary file object. A path is opened without blocking and refused
+    unless it is a regular file: reading a FIFO or a device would hang or never end."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        yield io.BytesIO(source)
+        return
     try:
-        with Image.open(io.BytesIO(data) if data is not None else name) as im:
-            fmt = im.format
-            icc = im.info.get("icc_profile")
-            orientation = im.getexif().get(0x0112, 1)
-            im.load()
-            if fmt == "PNG" and _png16(png_reader()):
-                arr = _read_png16(png_reader())
-                bit_depth = 16
-            else:
-                arr, bit_depth = _pillow_to_array(im)
-    except (OSError, SyntaxError, ValueError, png.Error) as e:
-        raise KireiError(f"{name}: can't read the picture ({_reason(e)})") from None
+        fd = os.open(os.fspath(source), os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise KireiError(f"{name}: no such file") from None
+    except OSError as e:
+        raise KireiError(f"{name}: can't read the picture ({e.strerror or e})") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise KireiError(f"{name}: " + ("is a folder, not a picture" if stat.S_ISDIR(mode) else "not a regular file"))
+    with os.fdopen(fd, "rb") as fh:
+        yield fh
+
+
+@contextmanager
+def _header(source, name):
+    """Pillow's image with only its header read (nothing decoded yet); read errors as KireiError."""
+    with _opened(source, name) as fh:
+        try:
+            with Image.open(fh) as im:
+                yield im, fh
+        except _READ_ERRORS as e:
+            raise KireiError(f"{name}: can't read the picture ({_reason(e)})") from None
+
+
+def _orientation(im):
+    # the EXIF Pillow read with the header: PngImageFile.getexif would decode the whole picture
+    # looking for an eXIf chunk after the pixels
+    return Image.Image.getexif(im).get(0x0112, 1)
+
+
+def read_size(source, name=None):
+    """A picture's (width, height), upright (EXIF orientation applied), from its header only:
+    cheap for any picture, however large. A KireiError for anything unreadable."""
+    name = _name(source, name)
+    with _header(source, name) as (im, _):
+        w, h = im.size
+        return (h, w) if _orientation(im) in _TRANSPOSED else (w, h)
+
+
+def check_pixels(name, width, height, max_pixels=MAX_PIXELS):
+    if width * height > max_pixels:
+        raise KireiError(f"{name} is {width}x{height} = {width * height / 1e6:.1f} megapixels, "
+                         f"more than Kirei reads ({max_pixels / 1e6:g})")
+
+
+def load_picture(source, max_pixels=None, name=None):
+    """Read a picture from a path (or from a file's bytes); a KireiError with the reason for anything
+    missing, unreadable, truncated or larger than max_pixels (default MAX_PIXELS), which is
+    refused from its header, before any memory is spent decoding it. `name` is how errors call it."""
+    name = _name(source, name)
+    with _header(source, name) as (im, fh):
+        check_pixels(name, *im.size, MAX_PIXELS if max_pixels is None else max_pixels)
+        fmt, icc, orientation = im.format, im.info.get("icc_profile"), _orientation(im)
+        reader = _png_reader(fh) if fmt == "PNG" else None
+        if reader is not None and reader.bitdepth == 16:
+            _check_inflated_size(fh, reader)
+            arr, bit_depth = _read_png16(reader), 16
+        else:
+            arr, bit_depth = _pillow_to_array(im)
     pixels = to_float(arr)
     if orientation in _ORIENT:
         pixels = np.ascontiguousarray(_ORIENT[orientation](pixels))
@@ -144,9 +212,31 @@ def _reason(e):
     return text
 
 
-def _png16(reader):
+def _png_reader(fh):
+    """A pypng reader past the PNG's header (16-bit PNGs are read by pypng: Pillow reduces them)."""
+    fh.seek(0)
+    reader = png.Reader(file=fh)
     reader.preamble()
-    return reader.bitdepth == 16
+    return reader
+
+
+def _check_inflated_size(fh, reader):
+    """pypng inflates each compressed chunk whole, so a small picture could hide gigabytes: refuse
+    data that inflates to more than the header's size holds (one filter byte per row of each of
+    the up to 7 interlace passes, at most 2 per picture row)."""
+    limit = reader.height * (reader.width * reader.planes * 2 + 2) + 8
+    inflater, total = zlib.decompressobj(), 0
+    at = fh.tell()
+    fh.seek(0)
+    for kind, data in png.Reader(file=fh).chunks():
+        if kind != b"IDAT":
+            continue
+        while data:
+            total += len(inflater.decompress(data, 1 << 20))
+            data = inflater.unconsumed_tail
+            if total > limit:
+                raise png.FormatError("its compressed data inflates to more than its size holds")
+    fh.seek(at)
 
 
 def _pillow_to_array(im):

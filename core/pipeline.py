@@ -46,10 +46,11 @@ def profile_for(profile, channels):
     return profile.alpha, profile.color
 
 
-def check_profile_size(profile, width, height, name="the picture"):
-    if profile.size != (width, height):
-        raise KireiError(f"{name} is {width}x{height} but the watermark profile is "
-                         f"{profile.size[0]}x{profile.size[1]}: a profile belongs to pictures of its own size")
+def check_profile_size(profile_size, width, height, name="the picture", profile_name="the watermark profile"):
+    """The one check that a profile of profile_size = (width, height) fits a width x height picture."""
+    if tuple(profile_size) != (width, height):
+        raise KireiError(f"{name} is {width}x{height} but {profile_name} is "
+                         f"{profile_size[0]}x{profile_size[1]}: a profile belongs to pictures of its own size")
 
 
 def remove_watermark(pixels, profile):
@@ -71,7 +72,7 @@ def restore_pixels(pixels, profile=None, options=Options(), out_dtype=np.float32
         raise KireiError(f"unknown method '{options.method}': choose one of {', '.join(METHODS)}")
     pixels = imageio.to_float(pixels)
     if profile is not None:
-        check_profile_size(profile, pixels.shape[1], pixels.shape[0])
+        check_profile_size(profile.size, pixels.shape[1], pixels.shape[0])
     if options.method == "classic":
         clean = remove_watermark(pixels, profile)
         return run_tiled(LanczosUpscaler(options.scale), clean, tile=options.tile, out_dtype=out_dtype,

@@ -3,12 +3,14 @@
 On disk a profile is an RGBA PNG the size of the pictures (RGB = colour W, A = opacity a), 8 or
 16 bit, so that users can open it and touch it up in GIMP or Krita.
 """
+import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import imageio
 from .errors import KireiError
+from .pipeline import check_profile_size
 
 
 @dataclass
@@ -39,17 +41,21 @@ class Profile:
         return not np.any(self.alpha > 0)
 
 
-def load_profile(path):
-    """Read a profile PNG; a clear KireiError if it isn't an RGBA PNG."""
-    return _from_picture(imageio.load_picture(path), path)
+def load_profile(path, size=None):
+    """Read a profile PNG; a clear KireiError, naming the profile, if it isn't an RGBA PNG or,
+    when size = (width, height) is given, if it is another size (refused before decoding it)."""
+    return _read(path, size, f"the watermark profile {os.fspath(path)}")
 
 
-def profile_from_png(data):
-    """A profile from a PNG file's bytes (as the worker receives it)."""
-    return _from_picture(imageio.load_picture(data), "the watermark profile")
+def profile_from_png(data, size=None):
+    """A profile from a PNG file's bytes (as the worker receives it); see load_profile."""
+    return _read(data, size, "the watermark profile")
 
 
-def _from_picture(pic, name):
+def _read(source, size, name):
+    if size is not None:
+        check_profile_size(imageio.read_size(source, name), *size, profile_name=name)
+    pic = imageio.load_picture(source, name=name)
     if pic.format != "PNG" or pic.channels != 4:
         raise KireiError(f"{name}: a watermark profile must be an RGBA PNG "
                          f"(RGB = colour, A = opacity), this is a {pic.describe()}")

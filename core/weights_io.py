@@ -1,9 +1,14 @@
 """Shipped weights: core/weights/<name>.safetensors plus <name>.json (architecture, arguments,
-scale, version, training record, scorer figures). Loaded with safetensors: never unpickled.
+scale, version, training record, scorer figures, and the sha256 of the .safetensors file).
+Loaded with safetensors: never unpickled; checked whole (sha256, finite values) before use.
 """
+import functools
+import hashlib
 import json
 import os
 
+import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .errors import KireiError
@@ -11,6 +16,7 @@ from .net import ARCHITECTURE, KireiNet
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
 DEFAULT_MODEL = "kirei-x2"
+REMEDY = "reinstall Kirei (or `git checkout core/weights`) or use --method classic"
 
 
 def weights_path(name, ext=".safetensors"):
@@ -21,16 +27,26 @@ def weights_path(name, ext=".safetensors"):
     return base + ext
 
 
+def file_sha256(path):
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
 def save_weights(model, name, record):
+    """Write the weights and their record, which gets the file's sha256 (checked on every load)."""
     path = weights_path(name)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     state = {k: v.detach().float().contiguous().cpu() for k, v in model.state_dict().items()}
     save_file(state, path, metadata={"architecture": ARCHITECTURE, "config": json.dumps(model.config)})
     os.chmod(path, 0o644)  # shipped with the project: readable by everyone, like the code
+    write_record(name, dict(record, sha256=file_sha256(path)))
+    return path
+
+
+def write_record(name, record):
     with open(weights_path(name, ".json"), "w") as fh:
         json.dump(record, fh, indent=1)
         fh.write("\n")
-    return path
 
 
 def load_state(path):
@@ -45,20 +61,62 @@ def describe(name=DEFAULT_MODEL):
         return json.load(fh)
 
 
-def available(name=DEFAULT_MODEL):
-    return os.path.exists(weights_path(name))
-
-
-def load_model(name=DEFAULT_MODEL):
-    """A KireiNet with the named shipped weights (or a .safetensors path), in eval mode."""
+def verify(name=DEFAULT_MODEL):
+    """The weights' path once they are known to be whole: present, of this Kirei's architecture,
+    matching the sha256 their record holds, all values finite. Otherwise a KireiError saying what
+    is wrong. Each version of the file is checked once per process."""
     path = weights_path(name)
-    if not os.path.exists(path):
-        raise KireiError(f"the model's weights are missing ({path}); reinstall Kirei or use --method classic")
-    from safetensors import safe_open
+    try:
+        st = os.stat(path)
+    except OSError:
+        raise KireiError(f"the model's weights are missing ({path}); {REMEDY}") from None
+    problem = _problem(path, st.st_size, st.st_mtime_ns)
+    if problem:
+        raise KireiError(f"the model's weights {path} {problem}; {REMEDY}")
+    return path
+
+
+def available(name=DEFAULT_MODEL):
+    """Whether the weights are there and whole (see verify)."""
+    try:
+        verify(name)
+    except KireiError:
+        return False
+    return True
+
+
+@functools.lru_cache(maxsize=16)
+def _problem(path, size, mtime_ns):
+    """What is wrong with this version (size, mtime) of a weights file, or None."""
+    record_path = weights_path(path, ".json")
+    want = None
+    if os.path.exists(record_path):
+        try:
+            with open(record_path) as fh:
+                want = json.load(fh).get("sha256")
+        except (OSError, ValueError, AttributeError) as e:
+            return f"have an unreadable record {record_path} ({e})"
+    if want and file_sha256(path) != want:
+        return "are damaged (their sha256 doesn't match their record: truncated or altered)"
+    try:
+        model = _read_model(path)
+    except (SafetensorError, OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
+        return f"can't be used ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+    if not all(torch.isfinite(t).all() for t in model.state_dict().values() if t.is_floating_point()):
+        return "hold NaN or infinite values"
+    return None
+
+
+def _read_model(path):
     with safe_open(path, "pt") as f:
         meta = f.metadata() or {}
     if meta.get("architecture") != ARCHITECTURE:
-        raise KireiError(f"{path}: architecture {meta.get('architecture')!r}, this Kirei runs {ARCHITECTURE!r}")
+        raise ValueError(f"architecture {meta.get('architecture')!r}, this Kirei runs {ARCHITECTURE!r}")
     model = KireiNet(**json.loads(meta["config"]))
     model.load_state_dict(load_file(path))
-    return model.eval()
+    return model
+
+
+def load_model(name=DEFAULT_MODEL):
+    """A KireiNet with the named shipped weights (or a .safetensors path), checked (see verify), in eval mode."""
+    return _read_model(verify(name)).eval()

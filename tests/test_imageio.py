@@ -1,4 +1,10 @@
-"""Pictures come back from the engine in the mode and depth they went in, upright, ICC kept."""
+"""Pictures come back from the engine in the mode and depth they went in, upright, ICC kept;
+sizes are read from headers, and what can't or mustn't be read is refused before decoding."""
+import os
+import struct
+import tracemalloc
+import zlib
+
 import numpy as np
 import png
 import pytest
@@ -8,6 +14,28 @@ from core import imageio
 from core.errors import KireiError
 from core.pipeline import Options, restore_picture
 from tests.conftest import picture
+
+
+def png_file(width, height, bit_depth=1, colour_type=0, raw=None):
+    """PNG bytes of width x height, all zero, built row by row: a 30000 x 30000 picture is ~100 KB
+    and takes no memory to make. `raw`, when given, is the (inflated) data to store instead."""
+    z = zlib.compressobj(9)
+    if raw is None:
+        planes = {0: 1, 2: 3, 4: 2, 6: 4}[colour_type]
+        row = b"\0" * (1 + (width * planes * bit_depth + 7) // 8)
+        idat = b"".join(z.compress(row) for _ in range(height)) + z.flush()
+    else:
+        idat = z.compress(raw) + z.flush()
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0))
+            + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+
+
+def bomb_png(width=30000, height=30000):
+    """A decompression bomb: ~100 KB on disk, width x height pixels once decoded."""
+    return png_file(width, height)
 
 
 def _restore_file(src, dst, scale=2):
@@ -124,3 +152,82 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         imageio.save_picture(imageio.Picture(np.zeros((4, 4, 3), np.float32)), tmp_path / "out.png")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def no_decoding(monkeypatch):
+    """Any attempt to decode pixels fails the test: what is checked must be checked from the header."""
+    from PIL import ImageFile
+
+    def refuse(*a, **k):
+        raise AssertionError("pixels were decoded")
+    monkeypatch.setattr(ImageFile.ImageFile, "load", refuse)
+    monkeypatch.setattr(png.Reader, "read", refuse)
+
+
+def test_read_size_reads_the_header_only(tmp_path, no_decoding):
+    arr = np.zeros((20, 40, 3), np.uint8)
+    for ext in ("png", "jpg"):
+        im = Image.fromarray(arr)
+        exif = im.getexif()
+        exif[0x0112] = 6  # shown rotated: 20 wide, 40 high
+        im.save(tmp_path / f"in.{ext}", exif=exif)
+        assert imageio.read_size(tmp_path / f"in.{ext}") == (20, 40)
+    assert imageio.read_size(bomb_png()) == (30000, 30000)
+    (tmp_path / "junk.png").write_bytes(b"junk")
+    for bad, reason in (("junk.png", "can't read"), ("missing.png", "no such file"), (".", "is a folder")):
+        with pytest.raises(KireiError, match=reason):
+            imageio.read_size(tmp_path / bad)
+
+
+def test_pictures_larger_than_the_limit_are_refused_before_decoding(tmp_path, no_decoding):
+    (tmp_path / "bomb.png").write_bytes(bomb_png())
+    with pytest.raises(KireiError, match=r"bomb.png is 30000x30000 = 900.0 megapixels, more than Kirei reads \(100\)"):
+        imageio.load_picture(tmp_path / "bomb.png")
+    with pytest.raises(KireiError, match=r"the picture is 300x200 = 0.1 megapixels, more than Kirei reads \(0.05\)"):
+        imageio.load_picture(png_file(300, 200), max_pixels=50_000)
+
+
+def test_a_picture_up_to_the_limit_is_read():
+    assert imageio.MAX_PIXELS >= 8000 * 8000  # a user's large picture is not a bomb
+    pic = imageio.load_picture(png_file(300, 200), max_pixels=300 * 200)
+    assert pic.size == (300, 200) and not pic.pixels.any()
+
+
+def test_a_16_bit_png_hiding_gigabytes_is_refused_without_inflating_them():
+    small = png_file(10, 10, bit_depth=16, raw=b"\0" * (64 << 20))  # 64 MB of rows for a 10x10 picture
+    tracemalloc.start()
+    try:
+        with pytest.raises(KireiError, match="inflates to more than its size holds"):
+            imageio.load_picture(small)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20
+
+
+def test_non_regular_files_are_refused_without_reading_them(tmp_path):
+    with pytest.raises(KireiError, match="/dev/zero: not a regular file"):
+        imageio.load_picture("/dev/zero")
+    os.mkfifo(tmp_path / "fifo.png")  # opening it to read would wait for a writer forever
+    for read in (imageio.load_picture, imageio.read_size):
+        with pytest.raises(KireiError, match="fifo.png: not a regular file"):
+            read(tmp_path / "fifo.png")
+
+
+def test_floats_far_out_of_range_are_clipped_and_nan_refused():
+    huge = np.array([[[3.4e38, -3.4e38, 0.5]]], np.float32)
+    np.testing.assert_array_equal(imageio.to_float(huge), [[[1.0, 0.0, 0.5]]])
+    np.testing.assert_array_equal(imageio.to_float(np.array([[1e300]])), [[[1.0]]])  # float64 beyond float32
+    for bad in (np.nan, np.inf):
+        with pytest.raises(KireiError, match="NaN or infinite"):
+            imageio.to_float(np.array([[0.5, bad]], np.float32))
+
+
+@pytest.mark.parametrize("method", ["classic", "learned"])
+def test_huge_finite_floats_never_come_back_as_nan(method):
+    px = np.full((24, 32, 3), 3.4e38, np.float32)
+    px[::2] = -3.4e38
+    from core.pipeline import restore_pixels
+    out = restore_pixels(px, None, Options(scale=2, method=method, device="cpu"))
+    assert np.isfinite(out).all() and out.min() >= 0 and out.max() <= 1

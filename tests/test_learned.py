@@ -150,3 +150,85 @@ def test_shipped_record_is_valid_json_beside_the_weights():
         rec = json.load(fh)
     assert rec["config"]["scale"] == 2
     assert rec["validation"] and all("profile" in v for v in rec["validation"])
+
+
+# ------------------------------------------------------------------ integrity of the weights
+def test_shipped_record_holds_the_weights_sha256():
+    rec = weights_io.describe()
+    assert rec["sha256"] == weights_io.file_sha256(weights_io.weights_path(weights_io.DEFAULT_MODEL))
+    assert weights_io.verify() == weights_io.weights_path(weights_io.DEFAULT_MODEL)
+
+
+def _copy_shipped(folder, name="kirei-x2"):
+    """The shipped weights and record, copied to folder/name.*; returns the name to load them by."""
+    base = str(folder / name)
+    for ext in (".safetensors", ".json"):
+        with open(weights_io.weights_path(weights_io.DEFAULT_MODEL, ext), "rb") as src, open(base + ext, "wb") as dst:
+            dst.write(src.read())
+    return base
+
+
+def _refused(name, reason):
+    assert not weights_io.available(name)
+    for use in (weights_io.verify, weights_io.load_model):
+        with pytest.raises(KireiError, match=reason):
+            use(name)
+
+
+def test_truncated_or_altered_weights_are_refused(tmp_path):
+    name = _copy_shipped(tmp_path)
+    assert weights_io.available(name)
+    path = weights_io.weights_path(name)
+    data = open(path, "rb").read()
+    with open(path, "wb") as fh:
+        fh.write(data[:len(data) // 2])
+    _refused(name, "damaged .*sha256")
+    with open(path, "wb") as fh:
+        fh.write(data[:-4] + b"\0\0\0\0")  # same size, one value changed
+    os.utime(path, ns=(1, 1))  # another version of the file, even where mtime is coarse
+    _refused(name, "damaged .*sha256")
+    os.remove(path)
+    _refused(name, "missing")
+
+
+def test_weights_with_nan_values_are_refused_even_with_a_matching_record(tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+    name = _copy_shipped(tmp_path)
+    path = weights_io.weights_path(name)
+    with safe_open(path, "pt") as f:
+        meta = f.metadata()
+    state = load_file(path)
+    key = next(k for k, v in state.items() if v.is_floating_point() and v.numel() > 1)
+    state[key][0] = float("nan")
+    save_file(state, path, metadata=meta)
+    rec = weights_io.describe(name)
+    weights_io.write_record(name, dict(rec, sha256=weights_io.file_sha256(path)))
+    _refused(name, "NaN or infinite")
+
+
+def test_export_records_the_sha256_and_it_is_checked_once_per_version(tmp_path, monkeypatch):
+    from core.net import KireiNet
+    name = str(tmp_path / "tiny")
+    path = weights_io.save_weights(KireiNet(scale=2, channels=8, blocks=1, matte_channels=32), name, {"note": 1})
+    rec = weights_io.describe(name)
+    assert rec["note"] == 1 and rec["sha256"] == weights_io.file_sha256(path)
+    hashed = []
+    real = weights_io.file_sha256
+    monkeypatch.setattr(weights_io, "file_sha256", lambda p: hashed.append(p) or real(p))
+    for _ in range(3):
+        assert weights_io.available(name)
+    weights_io.load_model(name)
+    assert hashed == [path]
+    os.utime(path, ns=(2, 2))
+    assert weights_io.available(name) and hashed == [path, path]
+
+
+def test_damaged_default_weights_are_not_advertised(tmp_path, monkeypatch):
+    from core.pipeline import default_method
+    assert default_method() == "learned"
+    name = _copy_shipped(tmp_path)
+    with open(weights_io.weights_path(name), "r+b") as fh:
+        fh.truncate(1000)
+    monkeypatch.setattr(weights_io, "WEIGHTS_DIR", str(tmp_path))
+    assert default_method() == "classic"
