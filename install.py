@@ -368,44 +368,48 @@ def _command_line(pid):
                     return None
             with open(f"/proc/{pid}/cmdline", "rb") as fh:
                 return fh.read().replace(b"\0", b" ").decode("utf-8", "replace")
-        p = subprocess.run(["ps", "-o", "stat=,command=", "-p", str(pid)], capture_output=True, text=True)
+        p = subprocess.run(["ps", "-ww", "-o", "stat=,command=", "-p", str(pid)], capture_output=True, text=True)
     except (OSError, IndexError):
         return None
     state, _, command = p.stdout.strip().partition(" ")
     return command if p.returncode == 0 and not state.startswith("Z") else None
 
 
+def _is_worker(pid, token_file):
+    command = _command_line(pid)
+    return bool(command and " serve " in command and token_file in command)
+
+
 def _running_worker(places):
-    """The pid of the local worker that worker.json records, while that process still is that worker
-    (a pid may have been reused since it exited); else None."""
+    """(pid, token file) of the local worker that worker.json records, while that process still is
+    that worker (a pid may have been reused since it exited); else None."""
     try:
         with open(_worker_file(places)) as fh:
             rec = json.load(fh)
-        pid, token_file = int(rec["pid"]), rec["token_file"]
+        worker = int(rec["pid"]), rec["token_file"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    command = _command_line(pid)
-    return pid if command and " serve " in command and token_file in command else None
+    return worker if _is_worker(*worker) else None
 
 
 def _stop_worker(places):
     """Stop the recorded local worker and wait until it is gone; its record goes with it."""
-    pid = _running_worker(places)
-    if pid is None:
+    worker = _running_worker(places)
+    if worker is None:
         return
     for sig, wait in ((signal.SIGTERM, STOP_WAIT), (getattr(signal, "SIGKILL", signal.SIGTERM), 10)):
         try:
-            os.kill(pid, sig)
+            os.kill(worker[0], sig)
         except OSError:
             break
         deadline = time.monotonic() + wait
-        while _running_worker(places) == pid and time.monotonic() < deadline:
+        while _is_worker(*worker) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if _running_worker(places) != pid:
+        if not _is_worker(*worker):
             break
     try:
         with open(_worker_file(places)) as fh:
-            if json.load(fh).get("pid") == pid:
+            if json.load(fh).get("pid") == worker[0]:
                 os.remove(_worker_file(places))
     except (OSError, ValueError, AttributeError):
         pass

@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import zipfile
 
 import pytest
@@ -55,13 +56,25 @@ def _kill(pid):
         pass
 
 
+def _end(pid):
+    """Kill a process and wait until it is gone: reaped when it is pytest's (the subreaper of what the
+    tests start, on Linux); else until it is a zombie or no more."""
+    _kill(pid)
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        deadline = time.monotonic() + 60
+        while install._command_line(pid) is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
 @pytest.fixture(autouse=True)
 def no_process_left(tmp_path):
     """No test here may leave a process behind (install.py's self-check and --check start workers)."""
     yield
     if not os.path.isdir("/proc/self"):
         return
-    left = _ours(tmp_path)
+    left = {pid: install._command_line(pid) for pid in _ours(tmp_path)}
     for pid in left:
         _kill(pid)
     assert not left, f"processes left running: {left}"
@@ -320,11 +333,14 @@ def test_command_line_of_a_process(monkeypatch, proc):
     if not proc:
         isdir = os.path.isdir
         monkeypatch.setattr(install.os.path, "isdir", lambda p: p != "/proc/self" and isdir(p))
-    child = subprocess.Popen(["sleep", "600"])
+    child = subprocess.Popen([sys.executable, "-c", "import time; print(1, flush=True); time.sleep(600)", "marker"],
+                             stdout=subprocess.PIPE)
     try:
-        assert install._command_line(child.pid).split() == ["sleep", "600"]
+        child.stdout.readline()  # it runs (its exec is over, so its command line is the new one)
+        assert install._command_line(child.pid).split()[-1] == "marker"
     finally:
         child.kill()
+        child.stdout.close()
     os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # it has exited, and is a zombie until waited for
     assert install._command_line(child.pid) is None  # already gone for install.py
     child.wait()
@@ -347,7 +363,7 @@ def users_worker(tmp_path):
         return started[-1]
     yield start
     for pid in started:
-        _kill(pid)
+        _end(pid)
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc")
