@@ -33,9 +33,9 @@ LAYOUTS = {
 
 
 def _ours(tmp_path):
-    """Live processes (not zombies) whose command line names this test's folder: workers started for
-    its temporary home's config, whoever started them."""
-    mine, found = str(tmp_path) + os.sep, []
+    """{pid: command line} of live processes (not zombies) whose command line names this test's folder:
+    workers started for its temporary home's config, whoever started them."""
+    mine, found = str(tmp_path) + os.sep, {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as fh:
@@ -45,7 +45,7 @@ def _ours(tmp_path):
         except (OSError, IndexError):
             continue
         if mine in command and state != "Z":
-            found.append(int(pid))
+            found[int(pid)] = command
     return found
 
 
@@ -74,7 +74,7 @@ def no_process_left(tmp_path):
     yield
     if not os.path.isdir("/proc/self"):
         return
-    left = {pid: install._command_line(pid) for pid in _ours(tmp_path)}
+    left = _ours(tmp_path)
     for pid in left:
         _kill(pid)
     assert not left, f"processes left running: {left}"
@@ -373,16 +373,16 @@ def test_self_check_and_check_stop_only_the_worker_they_start(tmp_path, users_wo
     r = subprocess.run([sys.executable, os.path.join(ROOT, "install.py"), "--engine-python", sys.executable],
                        env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0 and "self-check: 233x330 -> 466x660 through the worker" in r.stdout, r.stdout + r.stderr
-    assert _ours(tmp_path) == []
+    assert _ours(tmp_path) == {}
     r = _check(env)
     assert r.returncode == 0 and "no faults found" in r.stdout, r.stdout + r.stderr
-    assert _ours(tmp_path) == []
+    assert _ours(tmp_path) == {}
     assert not (home / ".config" / "kirei" / "worker.json").exists()
 
     pid = users_worker(env)
     r = _check(env)
     assert r.returncode == 0 and "no faults found" in r.stdout, r.stdout + r.stderr
-    assert _ours(tmp_path) == [pid] and _worker_pid(home) == pid  # reused, and left running
+    assert list(_ours(tmp_path)) == [pid] and _worker_pid(home) == pid  # reused, and left running
 
 
 def test_check_says_when_the_worker_does_not_answer(tmp_path, monkeypatch):
