@@ -1,6 +1,8 @@
 """install.py in temporary homes laid out like Linux (with Flatpak and Snap), macOS and Windows
-profiles: what it installs, that a second run changes nothing, --dry-run, --uninstall, --check,
-and the Krita zip imported by real Krita's own importer."""
+profiles: what it installs, that a second run changes nothing, --dry-run, --uninstall, --check
+(every installed file and the weights against their records), --krita-dir, that no worker is left
+running by any of it (a worker the user had is left alone), and the Krita zip imported by real
+Krita's own importer."""
 import hashlib
 import json
 import os
@@ -314,6 +316,8 @@ def test_check_verifies_the_weights(tmp_path):
     weights.unlink()
     [fault] = install.weights_faults(str(project))
     assert f"{weights} are missing" in fault
+    _weights(project, data[:1000], None)
+    assert install.weights_faults(str(project)) == []  # a record without a sha256 can't say (as on load)
 
     # through --check, for the engine named in the worker's settings
     home = _home(tmp_path, "linux")
