@@ -248,3 +248,164 @@ def test_pictures_from_a_folder(tmp_path):
     got = np.frombuffer(data, np.uint8).reshape(21, 33, 4)
     np.testing.assert_array_equal(got[..., :3], rgb)
     assert (got[..., 3] == 255).all()
+
+
+# ---------------------------------------------------------------- the worker's status, asked from a thread
+def _signal(signal, action, seconds=60):
+    """The first value `signal` carries after action() (Qt delivers it while we process events)."""
+    seen = []
+    signal.connect(seen.append)
+    action()
+    deadline = time.time() + seconds
+    while not seen and time.time() < deadline:
+        APP.processEvents()
+        time.sleep(0.01)
+    assert seen, "no signal within %d s" % seconds
+    return seen[0]
+
+
+@pytest.mark.parametrize("pid", ["dead", "alive"])
+def test_status_never_starts_a_worker(tmp_path, monkeypatch, pid):
+    """worker.json left by a worker that is gone (dead pid, or a live pid that isn't a worker):
+    the docker's status line says so and starts nothing."""
+    import json
+    import subprocess
+
+    from kirei.controller import Controller
+    monkeypatch.delenv("KIREI_SERVER_URL")
+    monkeypatch.setenv("KIREI_CONFIG_DIR", str(tmp_path))
+    started = tmp_path / "started"
+    python = tmp_path / "python"
+    python.write_text("#!/bin/sh\ntouch '%s'\n" % started)
+    python.chmod(0o755)
+    (tmp_path / "settings.json").write_text(json.dumps({"python": str(python)}))
+    (tmp_path / "token").write_text("t")
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    (tmp_path / "worker.json").write_text(json.dumps({"url": "http://127.0.0.1:9", "token_file": str(tmp_path / "token"),
+                                                      "pid": gone.pid if pid == "dead" else os.getpid()}))
+    c = Controller()
+    text = _signal(c.worker_status, c.refresh_status)
+    assert ("starts when needed" if pid == "dead" else "can't be reached") in text, text
+    assert not started.exists(), "asking for the status started a worker"
+
+
+def test_status_thread_leaves_the_controllers_client_alone(monkeypatch):
+    """Only the GUI thread makes or drops the controller's client: a status query still in flight
+    can't put back a client the GUI thread has just dropped."""
+    import threading
+
+    from kirei import kirei_client as kc
+    from kirei.controller import Controller
+    threads = []
+    real = kc.Client.from_environment
+    monkeypatch.setattr(kc.Client, "from_environment",
+                        classmethod(lambda cls, **kw: threads.append(threading.current_thread()) or real(**kw)))
+    c = Controller()
+    assert "Worker:" in _signal(c.worker_status, c.refresh_status)
+    assert threads and all(t is threading.main_thread() for t in threads)
+
+
+# ---------------------------------------------------------------- a document changed during the run
+class FakeWorker:
+    """Answers like the worker (a nearest-neighbour upscale of the region), after calling `during`
+    (what the user did to the document while the worker ran)."""
+    local, url = False, "fake"
+
+    def __init__(self, during=None):
+        self.during = during
+
+    def health(self):
+        return {"device_name": "fake"}
+
+    def restore(self, pixels, width, height, channels, dtype, offset=(0, 0), scale=2, **kw):
+        from kirei import kirei_client as kc
+        if self.during:
+            self.during()
+        px = np.frombuffer(pixels, np.uint8).reshape(height, width, channels).repeat(scale, 0).repeat(scale, 1)
+        return kc.Result({"width": width * scale, "height": height * scale, "channels": channels, "dtype": dtype,
+                          "offset": [offset[0] * scale, offset[1] * scale]}, px.tobytes())
+
+
+def _state(d):
+    return (d.width(), d.height(), [n.name() for n in d.rootNode().childNodes()],
+            d.nodeByName("Background").pixelData(0, 0, d.width(), d.height()) if d.nodeByName("Background") else None)
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda d: d.nodeByName("Background").remove(), 'layer "Background" was deleted'),
+    (lambda d: d.resizeImage(0, 0, 50, 30), "canvas was resized"),
+    (lambda d: d.close(), "document was closed"),
+], ids=["layer-deleted", "canvas-resized", "document-closed"])
+def test_a_document_changed_during_the_run_is_left_alone(change, words):
+    d, _ = _doc(40, 30)
+    src = d.nodeByName("Background")
+    after = []
+    with pytest.raises(KireiError, match=words) as err:
+        restore_now(FakeWorker(lambda: (change(d), after.append(_state(d)))), d, src, scale=2, watermark="none")
+    assert _state(d) == after[0]  # as the user left it: not scaled, no new layer
+    assert "unchanged" in str(err.value)
+
+
+def test_a_failure_after_the_scaling_puts_the_document_back(monkeypatch):
+    d, _ = _doc(40, 30)
+    src = d.nodeByName("Background")
+    before = _state(d)
+    real = krita.Node.addChildNode
+    monkeypatch.setattr(krita.Node, "addChildNode", lambda self, child, above: (
+        False if child.name().startswith("Kirei") else real(self, child, above)))
+    with pytest.raises(KireiError, match="refused to add the new layer. The document was scaled back"):
+        restore_now(FakeWorker(), d, src, scale=2, watermark="none")
+    assert _state(d) == before
+    monkeypatch.setattr(krita.Node, "addChildNode", lambda self, child, above: 1 / 0)
+    with pytest.raises(KireiError, match="Unexpected error: ZeroDivisionError.*scaled back"):
+        restore_now(FakeWorker(), d, src, scale=4, watermark="none")
+    assert _state(d) == before
+
+
+def test_a_wrong_answer_changes_nothing():
+    d, _ = _doc(40, 30)
+    before = _state(d)
+
+    class Short(FakeWorker):
+        def restore(self, *a, **kw):
+            r = FakeWorker.restore(self, *a, **kw)
+            r.pixels = r.pixels[:-1]
+            return r
+    with pytest.raises(KireiError, match="doesn't fit the layer.*unchanged"):
+        restore_now(Short(), d, d.nodeByName("Background"), scale=2, watermark="none")
+    assert _state(d) == before
+
+
+def _docker_run(c, d, before_finish=None):
+    """Restore the active layer of `d` through the controller with the fake worker; the docker's message."""
+    krita.Krita.instance().setActiveDocument(d)
+    d.setActiveNode(d.nodeByName("Background"))
+    krita.Krita.instance().writeSetting("kirei", "mode", "none")
+    krita.Krita.instance().writeSetting("kirei", "scale", "2")
+    c.client = FakeWorker()
+    try:
+        assert c.restore()
+        if before_finish:
+            before_finish()  # the result waits in Qt's queue until _wait processes events
+        _wait(c)
+    finally:
+        c.client = None  # later tests find the worker from the environment again
+
+
+def test_docker_says_what_changed_and_never_stays_busy(monkeypatch):
+    KireiDocker, _ = _plugin()
+    docker = KireiDocker()
+    c = docker.controller
+    d, _ = _doc(40, 30)
+    _docker_run(c, d, lambda: d.nodeByName("Background").remove())
+    assert "was deleted during the run" in docker.findChild(QLabel, "kirei_message").text()
+    assert (d.width(), d.height(), d.rootNode().childNodes()) == (40, 30, [])
+    assert c.running is None and docker.restore_button.isEnabled() and not docker.cancel_button.isEnabled()
+    # a bug anywhere in the slot is said in the docker, which is ready for the next run
+    import kirei.controller
+    monkeypatch.setattr(kirei.controller, "apply_result", lambda *a: {}["boom"])
+    d, _ = _doc(40, 30)
+    _docker_run(c, d)
+    assert "Unexpected error: KeyError" in docker.findChild(QLabel, "kirei_message").text()
+    assert c.running is None and docker.restore_button.isEnabled() and not docker.cancel_button.isEnabled()

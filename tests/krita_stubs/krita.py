@@ -1,8 +1,9 @@
 """Stubs of Krita's Python API (the `krita` module of Krita 5.1 and 5.2), for unit tests without Krita.
 
 Same class and method names, arguments and return types as libkis, for the parts Kirei uses,
-backed by plain bytes: a node's pixels are a document-sized buffer in Krita's own layout
-(B,G,R,A for integer RGBA, R,G,B,A for float, Gray,Alpha for GRAYA). Real Krita runs the
+backed by plain bytes: a node's pixels are a buffer in Krita's own layout (B,G,R,A for integer
+RGBA, R,G,B,A for float, Gray,Alpha for GRAYA), document-sized at first and grown by writes
+outside it, as Krita's paint devices hold pixels outside the canvas. Real Krita runs the
 integration tests (tests/test_krita.py); these only let the plugin be imported and exercised.
 """
 from typing import Callable, Dict, List, Optional
@@ -82,7 +83,8 @@ class Node(QObject):
         self._parent: Optional[Node] = None
         self._children: List[Node] = []
         self._visible = True
-        self._data = bytearray(doc.width() * doc.height() * _pixel_bytes(model, depth))
+        self._w, self._h = doc.width(), doc.height()  # the buffer's extent, from (0, 0)
+        self._data = bytearray(self._w * self._h * _pixel_bytes(model, depth))
 
     def name(self) -> str:
         return self._name
@@ -104,7 +106,7 @@ class Node(QObject):
 
     def setColorSpace(self, model: str, depth: str, profile: str) -> bool:  # noqa: N802
         self._model, self._depth, self._profile = model, depth, profile
-        self._data = bytearray(self._doc.width() * self._doc.height() * _pixel_bytes(model, depth))
+        self._data = bytearray(self._w * self._h * _pixel_bytes(model, depth))
         return True
 
     def visible(self) -> bool:
@@ -127,9 +129,16 @@ class Node(QObject):
         child._parent = self
         return True
 
+    def remove(self) -> bool:
+        if self._parent is None:
+            return False
+        self._parent._children.remove(self)
+        self._parent = None
+        return True
+
     def duplicate(self) -> "Node":
         n = Node(self._doc, self._name, self._type, self._model, self._depth)
-        n._data = bytearray(self._data)
+        n._w, n._h, n._data = self._w, self._h, bytearray(self._data)
         return n
 
     def _bpp(self) -> int:
@@ -137,7 +146,7 @@ class Node(QObject):
 
     def bounds(self) -> QRect:
         """The exact bounds of what is painted (pixels that aren't all zero), like libkis."""
-        w, h, bpp = self._doc.width(), self._doc.height(), self._bpp()
+        w, h, bpp = self._w, self._h, self._bpp()
         xs, ys = [], []
         for y in range(h):
             row = self._data[y * w * bpp:(y + 1) * w * bpp]
@@ -150,7 +159,7 @@ class Node(QObject):
         return QRect(min(xs), min(ys), max(xs) - min(xs) + 1, max(ys) - min(ys) + 1)
 
     def pixelData(self, x: int, y: int, w: int, h: int) -> bytes:  # noqa: N802
-        dw, dh, bpp = self._doc.width(), self._doc.height(), self._bpp()
+        dw, dh, bpp = self._w, self._h, self._bpp()
         out = bytearray(w * h * bpp)
         for yy in range(max(y, 0), min(y + h, dh)):
             x0, x1 = max(x, 0), min(x + w, dw)
@@ -163,7 +172,10 @@ class Node(QObject):
     def setPixelData(self, value: bytes, x: int, y: int, w: int, h: int) -> bool:  # noqa: N802
         if self._type != "paintlayer":
             return False
-        dw, dh, bpp = self._doc.width(), self._doc.height(), self._bpp()
+        if len(value) < w * h * self._bpp():
+            return False
+        self._grow(x + w, y + h)
+        dw, dh, bpp = self._w, self._h, self._bpp()
         for yy in range(max(y, 0), min(y + h, dh)):
             x0, x1 = max(x, 0), min(x + w, dw)
             if x1 > x0:
@@ -171,10 +183,21 @@ class Node(QObject):
                 self._data[(yy * dw + x0) * bpp:(yy * dw + x1) * bpp] = value[at:at + (x1 - x0) * bpp]
         return True
 
+    def _grow(self, w: int, h: int) -> None:
+        """Extend the buffer to cover (0, 0, w, h) at least."""
+        if w <= self._w and h <= self._h:
+            return
+        nw, nh, bpp = max(w, self._w), max(h, self._h), self._bpp()
+        data = bytearray(nw * nh * bpp)
+        for y in range(self._h):
+            data[y * nw * bpp:(y * nw + self._w) * bpp] = self._data[y * self._w * bpp:(y + 1) * self._w * bpp]
+        self._w, self._h, self._data = nw, nh, data
+
     def _rescale(self, old_w: int, old_h: int, new_w: int, new_h: int) -> None:
         """Nearest-neighbour, standing in for Krita's resampling (any would do for the stubs)."""
         bpp = self._bpp()
-        old = self._data
+        old = self.pixelData(0, 0, old_w, old_h)  # what lies outside the canvas is left out, for simplicity
+        self._w, self._h = new_w, new_h
         self._data = bytearray(new_w * new_h * bpp)
         for y in range(new_h):
             sy = y * old_h // new_h
@@ -257,10 +280,17 @@ class Document(QObject):
 
     def scaleImage(self, w: int, h: int, xres: int, yres: int, strategy: str) -> bool:  # noqa: N802
         self._root._rescale(self._w, self._h, w, h)
-        if self._selection is not None:
-            sx, sy = w // self._w, h // self._h
-            self._selection._mask = {(x * sx + i, y * sy + j): v for (x, y), v in self._selection._mask.items()
-                                     for i in range(sx) for j in range(sy)}
+        if self._selection is not None:  # nearest-neighbour too
+            old = self._selection._mask
+            self._selection._mask = {(x, y): old[(x * self._w // w, y * self._h // h)]
+                                     for y in range(h) for x in range(w) if (x * self._w // w, y * self._h // h) in old}
+        self._w, self._h = w, h
+        self._modified = True
+        return True
+
+    def resizeImage(self, x: int, y: int, w: int, h: int) -> bool:  # noqa: N802
+        """The canvas becomes (x, y, w, h); the stubs only take x = y = 0 (layers keep their pixels)."""
+        assert (x, y) == (0, 0), "the stubs resize from the top-left corner only"
         self._w, self._h = w, h
         self._modified = True
         return True

@@ -59,25 +59,19 @@ class Controller(QObject):
 
     # ------------------------------------------------------------ the worker
     def _client(self):
+        """The client of the next run. GUI thread only: no other thread touches self.client."""
         if self.client is None:
             self.client = kc.Client.from_environment()
         return self.client
 
     def refresh_status(self):
         """Say which worker serves us, without starting one just to ask."""
-        def ask():
-            try:
-                c = self._client()
-                if c.local and not os.path.exists(os.path.join(c.config, "worker.json")):
-                    text = "Worker: local, starts when needed"
-                else:
-                    info = c.health()
-                    where = "local" if c.local else "remote, " + c.url
-                    text = "Worker: %s (%s)" % (info.get("device_name", info.get("device")), where)
-            except kc.KireiClientError as e:
-                text = "Worker: %s" % e
-            self.worker_status.emit(text)
-        threading.Thread(target=ask, daemon=True).start()
+        try:
+            client = self._client()
+        except kc.KireiClientError as e:
+            self.worker_status.emit("Worker: %s" % e)
+            return
+        threading.Thread(target=lambda: self.worker_status.emit(status_line(client)), daemon=True).start()
 
     # ------------------------------------------------------------ runs
     def restore(self, doc=None, node=None):
@@ -93,11 +87,12 @@ class Controller(QObject):
             if mode == "profile" and not (profile and os.path.isfile(profile)):
                 raise KireiError("Choose the watermark profile file (or another watermark mode).")
             region = read_region(doc, node)
-        except KireiError as e:
+            client = self._client()
+        except (KireiError, kc.KireiClientError) as e:
             self.message.emit(str(e), True)
             return False
         context = (doc, node, region, scale, mode)
-        self._start("restore", context, lambda cancel: send(self._client(), region, scale, mode, profile,
+        self._start("restore", context, lambda cancel: send(client, region, scale, mode, profile,
                                                             self.progress.emit, cancel))
         return True
 
@@ -106,7 +101,12 @@ class Controller(QObject):
         if self.running:
             self.message.emit("Kirei is already running; cancel it first.", True)
             return False
-        self._start("estimate", save_to, lambda cancel: self._client().estimate(
+        try:
+            client = self._client()
+        except kc.KireiClientError as e:
+            self.message.emit(str(e), True)
+            return False
+        self._start("estimate", save_to, lambda cancel: client.estimate(
             pictures, progress=self.progress.emit, cancel=cancel))
         return True
 
@@ -135,36 +135,58 @@ class Controller(QObject):
             self.running[1].set()
 
     def _finish(self, kind, outcome):
-        """On the GUI thread: apply a result, or say why there is none."""
+        """On the GUI thread (a Qt slot): apply a result, or say why there is none. Never raises:
+        whatever happens, the docker leaves "Restoring..." and says it."""
         _, _, started, context = self.running
         self.running = None
-        self.busy.emit(False)
-        if isinstance(outcome, Exception):
-            if isinstance(outcome, (kc.CoreNotInstalled, kc.WorkerStartFailed, kc.WorkerGone)):
-                self.client = None  # the next run looks for (or starts) a worker afresh
-            self.message.emit(str(outcome) + ("" if isinstance(outcome, kc.Cancelled) else
-                                              " The document is unchanged."), True)
-            return
         try:
+            if isinstance(outcome, Exception):
+                if isinstance(outcome, (kc.CoreNotInstalled, kc.WorkerStartFailed, kc.WorkerGone)):
+                    self.client = None  # the next run looks for (or starts) a worker afresh
+                self.message.emit(str(outcome) + ("" if isinstance(outcome, kc.Cancelled) else
+                                                  " The document is unchanged."), True)
+                return
             if kind == "restore":
                 doc, node, region, scale, mode = context
-                if doc not in Krita.instance().documents():
-                    raise KireiError("The document was closed during the run.")
                 apply_result(doc, node, region, outcome, scale, layer_name(scale, mode))
+                done = "Done"
             else:
                 with open(context, "wb") as fh:
                     fh.write(outcome)
                 self.set_setting("profile", context)
                 self.set_setting("mode", "profile")
                 self.profile_changed.emit(context)
+                done = "Profile saved to %s" % context
+            self.last_seconds = time.time() - started
+            self.progress.emit(1.0)
+            notice = getattr(outcome, "notice", None)
+            self.message.emit("%s in %.1f s.%s" % (done, self.last_seconds, " " + notice if notice else ""), False)
         except (KireiError, IOError, OSError) as e:
             self.message.emit(str(e), True)
-            return
-        self.last_seconds = time.time() - started
-        self.progress.emit(1.0)
-        done = "Done" if kind == "restore" else "Profile saved to %s" % context
-        notice = getattr(outcome, "notice", None)
-        self.message.emit("%s in %.1f s.%s" % (done, self.last_seconds, " " + notice if notice else ""), False)
+        except Exception as e:  # noqa: BLE001  a bug must reach the user, not escape the slot
+            self.message.emit("Unexpected error: %s: %s" % (type(e).__name__, e), True)
+        finally:
+            self.busy.emit(False)
+
+
+def status_line(client):
+    """One line on the worker that serves `client` (any thread). Never starts a worker: a local
+    client asks only a worker recorded in worker.json whose process is alive."""
+    try:
+        if client.local:
+            rec = kc._read_json(os.path.join(client.config, "worker.json"))
+            if not rec or not kc._pid_alive(rec.get("pid")):
+                return "Worker: local, starts when needed"
+            client, where = kc.Client(url=rec.get("url"), token=kc.read_token(rec.get("token_file")),
+                                      config=client.config, timeout=10), "local"
+        else:
+            where = "remote, " + client.url
+        info = client.health()
+        return "Worker: %s (%s)" % (info.get("device_name", info.get("device")), where)
+    except kc.KireiClientError as e:
+        return "Worker: %s" % e
+    except Exception as e:  # noqa: BLE001  a stale or odd worker.json: say it, never crash the thread
+        return "Worker: unknown (%s: %s)" % (type(e).__name__, e)
 
 
 def pictures_from_documents(docs):

@@ -3,10 +3,13 @@
 read_region() takes what the worker needs from the document (the layer's pixels inside the
 canvas and the selection, in the worker's layout); apply_result() adds the restored pixels as a
 new paint layer above the source, after scaling the document when the scale is above 1. The
-document is touched only by apply_result(), after the worker has succeeded: a failed or
-cancelled run leaves it exactly as it was. Only the GUI thread may call either.
+document is touched only by apply_result(), after the worker has succeeded, and only once it has
+checked that the document, the layer and the canvas are still as read_region() found them: a
+failed or cancelled run leaves the document as it was. Only the GUI thread may call either.
 """
-from .kirei_client import layer_name
+from krita import Krita
+
+from .kirei_client import DTYPES, layer_name
 from .pixels import DEPTHS, MODELS, from_worker, to_worker
 
 
@@ -14,11 +17,15 @@ class KireiError(Exception):
     """Something the user can fix, said in the docker."""
 
 
+UNCHANGED = ": the document is unchanged."
+
+
 class Region(object):
-    def __init__(self, x, y, width, height, pixels, dtype, channels, mask, model, depth):
+    def __init__(self, x, y, width, height, pixels, dtype, channels, mask, model, depth, canvas):
         self.x, self.y, self.width, self.height = x, y, width, height
         self.pixels, self.dtype, self.channels, self.mask = pixels, dtype, channels, mask
         self.model, self.depth = model, depth
+        self.canvas = canvas  # the document's (width, height) when the region was read
 
 
 def check_target(doc, node):
@@ -69,20 +76,102 @@ def read_region(doc, node):
         mask = bytes(sel.pixelData(x, y, w, h))
         if not any(bytearray(mask)):
             raise KireiError("The selection doesn't cover any of this layer.")
-    return Region(x, y, w, h, pixels, dtype, channels, mask, node.colorModel(), node.colorDepth())
+    return Region(x, y, w, h, pixels, dtype, channels, mask, node.colorModel(), node.colorDepth(),
+                  (doc.width(), doc.height()))
 
 
-def apply_result(doc, node, region, result, scale, name):
-    """Scale the document (scale > 1), then add the result as a new paint layer above `node`."""
-    if scale > 1:
-        doc.scaleImage(doc.width() * scale, doc.height() * scale, int(doc.xRes()), int(doc.yRes()), "Bicubic")
-        doc.waitForDone()
+def _in_document(doc, node):
+    """Whether `node` is still in `doc`'s layer tree (a deleted layer, or one in a deleted group, isn't)."""
+    top = node
+    while top.parentNode() is not None:
+        top = top.parentNode()
+    return top == doc.rootNode()
+
+
+def _what_changed(doc, node, region, canvas):
+    """Why the result can't go where it belongs any more (None when it can): the document was
+    closed, the layer deleted or converted, or the canvas isn't `canvas` (width, height)."""
+    if doc not in Krita.instance().documents():
+        return "The document was closed during the run"
+    if not _in_document(doc, node):
+        return "The layer \"%s\" was deleted during the run" % node.name()
+    if (node.colorModel(), node.colorDepth()) != (region.model, region.depth):
+        return "The layer's colour space was changed during the run"
+    size = (doc.width(), doc.height())
+    if size != canvas:
+        return "The canvas was resized during the run (%dx%d, now %dx%d)" % (canvas + size)
+    return None
+
+
+def _check_result(region, result, scale):
+    """A KireiError unless the worker's pixels are what was asked for, inside the scaled region."""
+    x, y, w, h = region.x * scale, region.y * scale, region.width * scale, region.height * scale
+    ox, oy = result.offset
+    size = result.width * result.height * result.channels * DTYPES.get(result.dtype, 0)
+    if (result.channels, result.dtype) != (region.channels, region.dtype) or len(result.pixels) != size \
+            or not (x <= ox and y <= oy and ox + result.width <= x + w and oy + result.height <= y + h):
+        raise KireiError("The worker's answer doesn't fit the layer (%dx%d at %d,%d)%s"
+                         % (result.width, result.height, ox, oy, UNCHANGED))
+
+
+def _new_layer(doc, node, region, result, name):
+    """The result as a paint layer that isn't in the document yet (a layer outside the tree is
+    left alone by a scaling, and Krita's layers hold pixels outside the canvas)."""
     layer = doc.createNode(name, "paintlayer")
     if (layer.colorModel(), layer.colorDepth()) != (region.model, region.depth):
         layer.setColorSpace(region.model, region.depth, node.colorProfile())
     ox, oy = result.offset
-    layer.setPixelData(from_worker(result.pixels, region.model, region.depth), ox, oy, result.width, result.height)
-    node.parentNode().addChildNode(layer, node)
+    if not layer.setPixelData(from_worker(result.pixels, region.model, region.depth), ox, oy, result.width,
+                              result.height):
+        raise KireiError("Krita refused the restored pixels" + UNCHANGED)
+    return layer
+
+
+def _scale(doc, width, height, xres, yres):
+    doc.scaleImage(width, height, xres, yres, "Bicubic")
+    doc.waitForDone()
+    if (doc.width(), doc.height()) != (width, height):
+        raise KireiError("Krita didn't scale the document to %dx%d." % (width, height))
+
+
+def _put_back(doc, layer, region, res):
+    """Undo what apply_result did: remove the new layer, scale the document back. The words for the user."""
+    try:
+        if layer.parentNode() is not None:
+            layer.remove()
+        if (doc.width(), doc.height()) != region.canvas:
+            _scale(doc, region.canvas[0], region.canvas[1], res[0], res[1])
+            doc.refreshProjection()
+            return "The document was scaled back to its size (Edit > Undo restores its exact pixels)."
+        doc.refreshProjection()
+        return "The document is unchanged."
+    except Exception as e:  # noqa: BLE001  say what is left rather than hide the first failure
+        return "Putting the document back failed too (%s): use Edit > Undo." % e
+
+
+def apply_result(doc, node, region, result, scale, name):
+    """Scale the document (scale > 1), then add the result as a new paint layer above `node`.
+
+    Everything that can be checked is checked before the document changes; if a step fails
+    after that, what was done is undone and a KireiError says so."""
+    why = _what_changed(doc, node, region, region.canvas)
+    if why:
+        raise KireiError(why + UNCHANGED)
+    _check_result(region, result, scale)
+    layer = _new_layer(doc, node, region, result, name)
+    res = (int(doc.xRes()), int(doc.yRes()))
+    try:
+        if scale > 1:
+            scaled = (region.canvas[0] * scale, region.canvas[1] * scale)
+            _scale(doc, scaled[0], scaled[1], res[0], res[1])
+            why = _what_changed(doc, node, region, scaled)  # waiting for Krita may have let the user act
+            if why:
+                raise KireiError(why + ".")
+        if not node.parentNode().addChildNode(layer, node):
+            raise KireiError("Krita refused to add the new layer.")
+    except Exception as e:
+        why = str(e) if isinstance(e, KireiError) else "Unexpected error: %s: %s." % (type(e).__name__, e)
+        raise KireiError("%s %s" % (why, _put_back(doc, layer, region, res)))
     doc.refreshProjection()
     return layer
 
