@@ -15,6 +15,7 @@ calls until it exits after an idle period. The wire format is in docs/protocol.m
 """
 from __future__ import print_function
 
+import errno
 import json
 import os
 import socket
@@ -40,6 +41,8 @@ WATERMARK_MODES = ("blind", "profile", "none")
 DEFAULT_IDLE_EXIT = 600
 START_TIMEOUT = 120.0  # a first start imports torch, which can take a while on a cold disk
 POLL_SECONDS = 0.5
+HEALTH_TIMEOUT = 10.0
+HEALTH_TRIES = 3  # a recorded worker that is alive but this slow to answer is busy, never replaced
 
 
 class KireiClientError(Exception):
@@ -55,6 +58,14 @@ class WorkerStartFailed(KireiClientError):
 
 
 class WorkerGone(KireiClientError):
+    pass
+
+
+class WorkerNotAnswering(WorkerGone):
+    """The worker took the connection but did not answer in time (busy, or its machine is loaded)."""
+
+
+class WorkerBusy(KireiClientError):
     pass
 
 
@@ -90,7 +101,7 @@ def unpack(body, max_header=65536):
         raise ValueError("the header length (%d bytes) doesn't fit the body (%d bytes)" % (n, len(body)))
     try:
         header = json.loads(body[4:4 + n].decode("utf-8"))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RuntimeError):  # RuntimeError: nested too deep to parse
         raise ValueError("the header is not valid JSON")
     if not isinstance(header, dict):
         raise ValueError("the header must be a JSON object")
@@ -130,10 +141,18 @@ def _read_json(path):
         return None
 
 
-def _write_json(path, data):
-    folder = os.path.dirname(path)
+def make_private_dir(folder):
+    """Create the folder (and its parents) if needed; a folder made here is its owner's only (0700)."""
     if not os.path.isdir(folder):
-        os.makedirs(folder)
+        try:
+            os.makedirs(folder, 0o700)
+        except OSError as e:
+            if e.errno != errno.EEXIST:  # made at the same time by another process: fine
+                raise
+
+
+def _write_json(path, data):
+    make_private_dir(os.path.dirname(path))
     tmp = path + ".%d.tmp" % os.getpid()
     with open(tmp, "w") as fh:
         json.dump(data, fh)
@@ -146,13 +165,21 @@ def _write_json(path, data):
 
 
 def read_token(path):
+    """The token in the file: printable ASCII (it travels in an HTTP header), whitespace stripped."""
     try:
-        with open(path) as fh:
-            token = fh.read().strip()
+        with open(path, "rb") as fh:
+            raw = fh.read().strip()
     except (IOError, OSError) as e:
         raise KireiClientError("can't read the worker's token file %s (%s)" % (path, e))
-    if not token:
+    if not raw:
         raise KireiClientError("the worker's token file %s is empty" % path)
+    try:
+        token = str(raw.decode("ascii"))
+    except UnicodeDecodeError:
+        token = None
+    if token is None or any(not 33 <= ord(ch) <= 126 for ch in token):
+        raise KireiClientError("the worker's token file %s holds characters other than ASCII letters, digits and "
+                               "punctuation: write a plain ASCII token there (or delete it to get a new one)" % path)
     return token
 
 
@@ -224,6 +251,8 @@ class Client(object):
             e.close()
             return e.code, e.info(), data
         except (URLError, HTTPException, socket.error, socket.timeout) as e:
+            if isinstance(e, socket.timeout) or isinstance(getattr(e, "reason", None), socket.timeout):
+                raise WorkerNotAnswering("the Kirei worker at %s did not answer in time" % self.url)
             raise WorkerGone("the Kirei worker at %s can't be reached (%s)" % (self.url, _reason(e)))
 
     def _json(self, status, data):
@@ -255,7 +284,7 @@ class Client(object):
             return self._reuse_or_start()
 
     def _health(self):
-        status, _, data = self._request("GET", "/v1/health", timeout=10)
+        status, _, data = self._request("GET", "/v1/health", timeout=HEALTH_TIMEOUT)
         info = self._checked(status, data)
         if info.get("protocol") != PROTOCOL:
             raise VersionMismatch("the Kirei worker speaks protocol %s (version %s), this plugin protocol %s: "
@@ -267,14 +296,39 @@ class Client(object):
         return os.path.join(self.config, "worker.json")
 
     def _reuse_or_start(self):
+        info = self._reuse()
+        if info is not None:
+            return info
+        with _StartLock(os.path.join(self.config, "worker.lock"), self._reuse) as lock:
+            if lock.found is not None:  # another plugin started one meanwhile
+                return lock.found
+            return self._start()
+
+    def _reuse(self):
+        """The recorded worker's health report, or None when there is no usable recorded worker.
+
+        A worker whose process is alive but which doesn't answer in time is busy (or its machine
+        is): it is waited for, then reported, never replaced by a second worker.
+        """
         rec = _read_json(self._worker_file())
-        if rec and _pid_alive(rec.get("pid")):
+        if not rec or not _pid_alive(rec.get("pid")):
+            return None
+        try:
+            self.url, self.token = rec["url"], read_token(rec["token_file"])
+        except (KireiClientError, KeyError, TypeError):
+            self.url = None
+            return None
+        for _ in range(HEALTH_TRIES):
             try:
-                self.url, self.token = rec["url"], read_token(rec["token_file"])
                 return self._health()
-            except (KireiClientError, KeyError):
+            except WorkerNotAnswering:
+                continue
+            except KireiClientError:  # gone, or not ours (another token or version): start a new one
                 self.url = None
-        return self._start()
+                return None
+        raise WorkerBusy("the Kirei worker (process %s) is running but did not answer for %d s: it may be busy "
+                         "or the computer overloaded; try again in a moment"
+                         % (rec.get("pid"), HEALTH_TIMEOUT * HEALTH_TRIES))
 
     def _start(self):
         settings = _read_json(os.path.join(self.config, "settings.json"))
@@ -283,8 +337,7 @@ class Client(object):
                                    "in the Kirei folder" % self.config)
         token_file = os.path.join(self.config, "token")
         log_path = os.path.join(self.config, "worker.log")
-        if not os.path.isdir(self.config):
-            os.makedirs(self.config)
+        make_private_dir(self.config)
         cmd = [settings["python"], "-m", "core", "serve", "--port", "0", "--token-file", token_file,
                "--idle-exit", str(settings.get("idle_exit", DEFAULT_IDLE_EXIT))]
         kw = {}
@@ -407,6 +460,62 @@ class Client(object):
                 os.remove(self._worker_file())
             except OSError:
                 pass
+
+
+class _StartLock(object):
+    """Only one plugin at a time starts a local worker: a lock file made with O_EXCL, holding the pid.
+
+    While another holds it, find() is polled for the worker that one is starting (`found`); a
+    lock whose holder died, or older than any start can take, is stale and taken over.
+    """
+
+    def __init__(self, path, find):
+        self.path, self.find, self.found, self.owned = path, find, None, False
+
+    def __enter__(self):
+        deadline = time.time() + START_TIMEOUT + 10
+        make_private_dir(os.path.dirname(self.path))
+        while True:
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except OSError as e:
+                if e.errno != errno.EEXIST:
+                    raise WorkerStartFailed("can't create the lock file %s (%s)" % (self.path, e))
+            else:
+                self.owned = True
+                os.write(fd, str(os.getpid()).encode("ascii"))
+                os.close(fd)
+                self.found = self.find()  # one may have been recorded just before the lock was ours
+                return self
+            self.found = self.find()
+            if self.found is not None:
+                return self
+            if self._stale():
+                self._remove()
+            elif time.time() > deadline:
+                raise WorkerStartFailed("another Kirei worker has been starting for over %d s (lock file %s): "
+                                        "see its log, worker.log, in the same folder" % (START_TIMEOUT, self.path))
+            else:
+                time.sleep(0.25)
+
+    def _stale(self):
+        try:
+            with open(self.path) as fh:
+                pid = int(fh.read().strip() or 0)
+            age = time.time() - os.path.getmtime(self.path)
+        except (IOError, OSError, ValueError):
+            return False  # just made and not yet written, or just removed
+        return age > START_TIMEOUT + 10 or (pid and sys.platform != "win32" and not _pid_alive(pid))
+
+    def _remove(self):
+        try:
+            os.remove(self.path)
+        except OSError:
+            pass
+
+    def __exit__(self, *exc):
+        if self.owned:
+            self._remove()
 
 
 def _reason(e):

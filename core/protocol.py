@@ -2,7 +2,9 @@
 
 Framing (pack/unpack) is shared with the plugins' client, core/client.py. Everything a request
 can get wrong ends in a BadRequest with an HTTP status and a message for the user; nothing
-here may raise anything else on malformed input (the fuzz test holds it to that).
+here may raise anything else on malformed input (the fuzz test holds it to that). A profile PNG
+is only checked from its header here; it is decoded when its job runs (decode_profile), one at
+a time on the worker's runner.
 """
 import numbers
 from dataclasses import dataclass
@@ -11,11 +13,11 @@ import numpy as np
 
 from . import client, imageio
 from .errors import KireiError
-from .pipeline import SCALES
+from .pipeline import SCALES, check_profile_size
 from .profile import profile_from_png
 
 MIN_TILE, MAX_TILE = 16, 4096
-DEFAULT_MAX_PIXELS = 100_000_000  # largest region a worker takes, unless told otherwise
+DEFAULT_MAX_PIXELS = imageio.MAX_PIXELS  # largest region (and profile) a worker takes, unless told otherwise
 DEFAULT_MAX_BODY_MB = 2048
 
 
@@ -30,11 +32,16 @@ class BadRequest(Exception):
 class JobRequest:
     pixels: np.ndarray  # H x W x C
     mask: np.ndarray  # H x W or None
-    profile: object  # core.profile.Profile or None
+    profile_png: bytes  # the profile PNG file's bytes, or None
     offset: tuple
     scale: int
     watermark: str
     tile: int = None
+    image_size: tuple = None  # (width, height) of the whole picture, when the client says
+
+    def decode_profile(self):
+        """The watermark profile (core.profile.Profile): its size was checked when the request came in."""
+        return profile_from_png(self.profile_png, size=self.image_size)
 
 
 def _int(header, key, lo, hi, default=None):
@@ -76,6 +83,14 @@ def parse_job(body, max_pixels):
             or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or abs(v) > 1 << 24 for v in offset)):
         raise BadRequest(400, f"'offset' must be [x, y] in whole pixels, got {offset!r}")
     tile = _int(header, "tile", MIN_TILE, MAX_TILE) if "tile" in header else None
+    image_size = None
+    if "image_size" in header:
+        image_size = header["image_size"]
+        if (not isinstance(image_size, list) or len(image_size) != 2 or any(
+                isinstance(v, bool) or not isinstance(v, numbers.Integral) or not 1 <= v <= 1 << 20
+                for v in image_size)):
+            raise BadRequest(400, f"'image_size' must be [width, height] in whole pixels, got {image_size!r}")
+        image_size = (int(image_size[0]), int(image_size[1]))
     n_pixels = w * h * c * client.DTYPES[dtype]
     mask_dtype = _choice(header, "mask_dtype", tuple(client.DTYPES)) if "mask_dtype" in header else None
     n_mask = w * h * client.DTYPES[mask_dtype] if mask_dtype else 0
@@ -93,14 +108,37 @@ def parse_job(body, max_pixels):
     for name, arr in (("pixels", pixels), ("mask", mask)):
         if arr is not None and arr.dtype.kind == "f" and not np.isfinite(arr).all():
             raise BadRequest(400, f"the {name} hold NaN or infinite values")
-    profile = None
+    offset = (int(offset[0]), int(offset[1]))
+    profile_png = None
     if n_profile:
+        profile_png = bytes(view[n_pixels + n_mask:])
+        _check_profile_header(profile_png, (w, h), offset, image_size, max_pixels)
+    return JobRequest(pixels=pixels.astype(pixels.dtype.newbyteorder("=")), mask=mask, profile_png=profile_png,
+                      offset=offset, scale=scale, watermark=watermark, tile=tile, image_size=image_size)
+
+
+def _check_profile_header(png, region, offset, image_size, max_pixels):
+    """Refuse, from its header alone, a profile that can't be right for this region or is too large to
+    decode: it must be the whole picture's size (image_size), or without it at least cover the region."""
+    name = "the watermark profile"
+    try:
+        pw, ph = imageio.read_size(png, name)
+    except KireiError as e:
+        raise BadRequest(400, str(e)) from None
+    try:
+        imageio.check_pixels(name, pw, ph, max_pixels)
+    except KireiError as e:
+        raise BadRequest(413, str(e)) from None
+    if image_size is not None:
         try:
-            profile = profile_from_png(bytes(view[n_pixels + n_mask:]))
+            check_profile_size((pw, ph), *image_size, profile_name=name)
         except KireiError as e:
             raise BadRequest(400, str(e)) from None
-    return JobRequest(pixels=pixels.astype(pixels.dtype.newbyteorder("=")), mask=mask, profile=profile,
-                      offset=(int(offset[0]), int(offset[1])), scale=scale, watermark=watermark, tile=tile)
+        return
+    (w, h), (x, y) = region, offset
+    if x < 0 or y < 0 or x + w > pw or y + h > ph:
+        raise BadRequest(400, f"the watermark profile is {pw}x{ph} but the region covers ({x}, {y}) to "
+                              f"({x + w}, {y + h}): a profile covers the whole picture")
 
 
 @dataclass

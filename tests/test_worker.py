@@ -3,7 +3,9 @@ standard-library client the plugins carry, over real sockets."""
 import json
 import os
 import signal
+import socket
 import struct
+import sys
 import threading
 import time
 import urllib.request
@@ -242,19 +244,32 @@ def test_idle_exit(tmp_path):
 # ---------------------------------------------------------------- the client's own duties
 @pytest.fixture
 def config(tmp_path, monkeypatch):
-    """A user config folder whose settings point at this engine, as install.py writes them."""
+    """A user config folder whose settings point at this engine; every worker started from it is ended."""
     folder = tmp_path / "config"
     folder.mkdir()
-    (folder / "settings.json").write_text(json.dumps({"python": os.sys.executable, "project": ROOT,
-                                                      "idle_exit": 60}))
+    (folder / "settings.json").write_text(json.dumps({"python": sys.executable, "project": ROOT, "idle_exit": 60}))
     monkeypatch.delenv("KIREI_SERVER_URL", raising=False)
     yield folder
-    rec = folder / "worker.json"
-    if rec.exists():  # leave no worker behind
+    for pid in _workers_of(folder):
         try:
-            os.kill(json.loads(rec.read_text())["pid"], signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)  # our child: reaped here
         except OSError:
             pass
+
+
+def _workers_of(folder):
+    """Pids of the `core serve` processes whose token file is in folder."""
+    found = []
+    for name in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as fh:
+                cmd = fh.read().split(b"\0")
+        except OSError:
+            continue
+        if b"serve" in cmd and os.path.join(str(folder), "token").encode() in cmd:
+            found.append(int(name))
+    return found
 
 
 def _worker_pid(config):
@@ -288,6 +303,49 @@ def test_worker_killed_mid_job_then_a_new_one(config):
     r = kc.Client(config=str(config)).restore(px.tobytes(), 16, 12, 3, "uint8", scale=2, watermark="none")
     assert _worker_pid(config) != pid
     np.testing.assert_array_equal(_result_array(r), _direct(px).pixels)
+
+
+def test_two_plugins_starting_at_once_get_one_worker(config):
+    urls, errors = [], []
+
+    def connect():
+        try:
+            c = kc.Client(config=str(config))
+            c.connect()
+            urls.append(c.url)
+        except Exception as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=connect) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert not errors and len(set(urls)) == 1, (urls, errors)
+    assert len(_workers_of(config)) == 1
+    assert not (config / "worker.lock").exists()
+
+
+def test_a_slow_worker_is_waited_for_not_replaced(config, monkeypatch):
+    """worker.json names a live process that takes connections but doesn't answer in time: the client
+    says the worker is busy, starts no second one, and leaves worker.json alone."""
+    mute = socket.socket()
+    mute.bind(("127.0.0.1", 0))
+    mute.listen(8)  # connections are taken (backlog) and never answered
+    token = config / "token"
+    token.write_text("t0ken")
+    token.chmod(0o600)
+    record = json.dumps({"url": "http://127.0.0.1:%d" % mute.getsockname()[1], "pid": os.getpid(),
+                         "token_file": str(token)})
+    (config / "worker.json").write_text(record)
+    monkeypatch.setattr(kc, "HEALTH_TIMEOUT", 0.5)
+    try:
+        with pytest.raises(kc.WorkerBusy, match="busy"):
+            kc.Client(config=str(config)).connect()
+    finally:
+        mute.close()
+    assert (config / "worker.json").read_text() == record
+    assert _workers_of(config) == []
 
 
 def test_core_not_installed(tmp_path, monkeypatch):
