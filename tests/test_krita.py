@@ -120,7 +120,7 @@ def test_plugin_in_kritarunner(krita_worker, tmp_path):
                        env=env, capture_output=True, text=True, cwd=io)
     out = p.stdout + p.stderr
     assert p.returncode == 0, out[-6000:]
-    assert f"{len(cases) + 1} passed" in out, out[-3000:]
+    assert f"{len(cases) + 4} passed" in out, out[-3000:]
     for case in cases:
         src = sources[case["pixels"]]
         s = case["scale"]

@@ -126,3 +126,57 @@ def test_wrong_layers_and_cancel_leave_the_document_untouched(client):
         assert "selection" in _unchanged(doc, lambda: restore_now(client, doc, far))
     finally:
         doc.close()
+
+
+class _During(object):
+    """The real client, and something the user does to the document while the worker runs."""
+
+    def __init__(self, client, change):
+        self.client, self.change = client, change
+
+    def restore(self, *args, **kw):
+        self.change()
+        return self.client.restore(*args, **kw)
+
+
+def _layers(doc):
+    return [n.name() for n in doc.rootNode().childNodes()]
+
+
+@pytest.mark.skipif(not IO, reason="run by tests/test_krita.py")
+@pytest.mark.parametrize("change, words, size, layers", [
+    (lambda d: d.nodeByName("Background").remove(), "was deleted during the run", (40, 30), []),
+    (lambda d: d.resizeImage(0, 0, 50, 30), "canvas was resized during the run", (50, 30), ["Background"]),
+], ids=["layer-deleted", "canvas-resized"])
+def test_a_document_changed_during_the_run_is_left_as_the_user_left_it(client, change, words, size, layers):
+    doc = _doc(40, 30)
+    try:
+        bg = doc.nodeByName("Background")
+        bg.setPixelData(bytes([10, 20, 30, 255]) * 1200, 0, 0, 40, 30)
+        with pytest.raises(KireiError, match=words):
+            restore_now(_During(client, lambda: (change(doc), doc.waitForDone())), doc, bg, scale=2, watermark="none")
+        assert ((doc.width(), doc.height()), _layers(doc)) == (size, layers)
+    finally:
+        doc.close()
+
+
+@pytest.mark.skipif(not IO, reason="run by tests/test_krita.py")
+def test_a_failure_after_the_scaling_puts_the_document_back(client, monkeypatch):
+    from kirei import restore
+    doc = _doc(40, 30)
+    try:
+        bg = doc.nodeByName("Background")
+        bg.setPixelData(bytes([10, 20, 30, 255]) * 1200, 0, 0, 40, 30)
+        real, calls = restore._what_changed, []
+
+        def after_the_scaling(*args):  # the second look, once the document is scaled, finds a change
+            calls.append(args)
+            return real(*args) if len(calls) == 1 else "Something changed"
+        monkeypatch.setattr(restore, "_what_changed", after_the_scaling)
+        with pytest.raises(KireiError, match="Something changed. The document was scaled back"):
+            restore_now(client, doc, bg, scale=2, watermark="none")
+        assert len(calls) == 2
+        assert ((doc.width(), doc.height()), _layers(doc)) == ((40, 30), ["Background"])
+        assert bytes(bg.pixelData(0, 0, 40, 30)) == bytes([10, 20, 30, 255]) * 1200  # one colour resamples exactly
+    finally:
+        doc.close()

@@ -121,8 +121,9 @@ def _new_layer(doc, node, region, result, name):
     if (layer.colorModel(), layer.colorDepth()) != (region.model, region.depth):
         layer.setColorSpace(region.model, region.depth, node.colorProfile())
     ox, oy = result.offset
-    if not layer.setPixelData(from_worker(result.pixels, region.model, region.depth), ox, oy, result.width,
-                              result.height):
+    # Krita 5.2 answers False when it refuses; 5.1 answers nothing
+    if layer.setPixelData(from_worker(result.pixels, region.model, region.depth), ox, oy, result.width,
+                          result.height) is False:
         raise KireiError("Krita refused the restored pixels" + UNCHANGED)
     return layer
 
@@ -167,7 +168,7 @@ def apply_result(doc, node, region, result, scale, name):
             why = _what_changed(doc, node, region, scaled)  # waiting for Krita may have let the user act
             if why:
                 raise KireiError(why + ".")
-        if not node.parentNode().addChildNode(layer, node):
+        if node.parentNode().addChildNode(layer, node) is False:
             raise KireiError("Krita refused to add the new layer.")
     except Exception as e:
         why = str(e) if isinstance(e, KireiError) else "Unexpected error: %s: %s." % (type(e).__name__, e)
