@@ -75,6 +75,17 @@ def _check(output, folder, sources, cases):
         assert got["layers"][0].startswith("Kirei") and got["layers"][1] == "Background"
         assert got["source_unchanged"] and got["undo_balanced"] and got["image_size"] == [W * s, H * s]
     assert "profile" in res["error"] and res["error_left_image"]
+    changed = res["changed"]  # the image changed during the run: left as the user left it
+    assert changed["deleted"]["error"] == "The layer was deleted during the run: the image is unchanged."
+    assert changed["deleted"]["layers"] == [] and changed["deleted"]["size"] == [8, 8]
+    assert changed["resized"]["error"].startswith("The image was resized during the run (8x8, now 10x8)")
+    assert changed["resized"]["layers"] == ["Background"] and changed["resized"]["size"] == [10, 8]
+    assert changed["closed"]["error"].startswith("The image was closed during the run")
+    # GIMP refuses the new layer after the scaling: the image is put back (nearest-neighbour: exactly)
+    refused = changed["refused"]
+    assert "invalid ID" in refused["error"] and "put back as it was" in refused["error"], refused
+    assert refused["layers"] == ["Background"] and refused["size"] == [8, 8] and refused["pixels_kept"]
+    assert all(c["undo_balanced"] for c in changed.values())
     assert any("profile" in m for m in res["messages"])
     return res
 

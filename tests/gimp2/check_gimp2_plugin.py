@@ -64,8 +64,45 @@ def main():
         out["error"] = str(e)
     out["error_left_image"] = [l.name for l in image.layers] == ["Background"] and image.width == 8 \
         and image.undo_groups == 0
+    out["changed"] = changed_during_the_run(gimpfu, run)
     out["messages"] = gimpfu.gimp.messages
     print(json.dumps(out, sort_keys=True))
+
+
+def changed_during_the_run(gimpfu, run):
+    """What the user does while the worker runs (and a GIMP that refuses the new layer after the
+    scaling): for each, the error and the image as the run left it."""
+    import kirei_gimp2
+
+    def refuse(image, layer, parent, position):
+        raise RuntimeError("Procedure 'gimp-image-insert-layer' has been called with an invalid ID")
+
+    pdb, real = gimpfu.pdb, kirei_gimp2.restore
+    changes = {
+        "deleted": lambda image: image.layers.remove(image.layers[0]),
+        "resized": lambda image: pdb.gimp_image_resize(image, 10, 8, 0, 0),
+        "closed": lambda image: setattr(image, "valid", False),
+        "refused": lambda image: setattr(pdb, "gimp_image_insert_layer", refuse),
+    }
+    out = {}
+    for name, change in sorted(changes.items()):
+        image = gimpfu.Image(8, 8)
+        layer = gimpfu.Layer(image, "Background", 8, 8, gimpfu.RGB_IMAGE)
+        layer._data[:] = bytearray(range(192))
+        image.layers = [layer]
+        kirei_gimp2.restore = lambda *args, **kw: (change(image), real(*args, **kw))[1]
+        try:
+            run(image, layer, 1, 2, "")
+            error = "no error"
+        except RuntimeError as e:
+            error = str(e)
+        finally:
+            kirei_gimp2.restore = real
+            pdb.__dict__.pop("gimp_image_insert_layer", None)
+        out[name] = {"error": error, "size": [image.width, image.height], "layers": [l.name for l in image.layers],
+                     "pixels_kept": bytes(layer._data) == bytes(bytearray(range(192))),
+                     "undo_balanced": image.undo_depth == 0}
+    return out
 
 
 if __name__ == "__main__":

@@ -90,17 +90,17 @@ class Drawable(object):
     def update(self, x, y, w, h):
         pass
 
-    def _scale(self, sx, sy):
-        """Nearest-neighbour stand-in for GIMP's resampling."""
-        w, h, b = self.width * sx, self.height * sy, self.bpp
+    def _scale(self, num_x, den_x, num_y, den_y):
+        """Nearest-neighbour stand-in for GIMP's resampling, by num/den on each axis."""
+        w, h, b = self.width * num_x // den_x, self.height * num_y // den_y, self.bpp
         old, ow = self._data, self.width
         self._data = bytearray(w * h * b)
         for y in range(h):
             for x in range(w):
-                s = ((y // sy) * ow + x // sx) * b
+                s = ((y * den_y // num_y) * ow + x * den_x // num_x) * b
                 self._data[(y * w + x) * b:(y * w + x + 1) * b] = old[s:s + b]
         self.width, self.height = w, h
-        self.offsets = (self.offsets[0] * sx, self.offsets[1] * sy)
+        self.offsets = (self.offsets[0] * num_x // den_x, self.offsets[1] * num_y // den_y)
 
 
 class Layer(Drawable):
@@ -116,6 +116,12 @@ class Image(object):
         self.selection = Drawable(self, "Selection Mask", width, height, 1)
         self.undo_depth = 0
         self.undo_groups = 0
+        self.valid = True  # False once closed
+
+
+def _fails(what):
+    """A failed PDB call, as gimpfu reports it."""
+    raise RuntimeError("Procedure '%s' returned no return values" % what)
 
 
 # ---------------------------------------------------------------- gimp and pdb
@@ -176,13 +182,29 @@ class _Pdb(object):
         image.undo_groups += 1
 
     def gimp_image_scale(self, image, width, height):
-        sx, sy = width // image.width, height // image.height
         for layer in image.layers + [image.selection]:
-            layer._scale(sx, sy)
+            layer._scale(width, image.width, height, image.height)
         image.width, image.height = width, height
 
+    def gimp_image_is_valid(self, image):
+        return image.valid
+
+    def gimp_item_is_valid(self, item):
+        return item.image.valid
+
     def gimp_image_get_item_position(self, image, item):
+        if item not in image.layers:  # GIMP: the item is not attached to this image
+            _fails("gimp-image-get-item-position")
         return image.layers.index(item)
+
+    def gimp_image_remove_layer(self, image, layer):
+        if layer not in image.layers:
+            _fails("gimp-image-remove-layer")
+        image.layers.remove(layer)
+
+    def gimp_image_resize(self, image, width, height, offx, offy):
+        """The canvas only, from the top-left corner (what the tests need)."""
+        image.width, image.height = width, height
 
     def gimp_image_insert_layer(self, image, layer, parent, position):
         image.layers.insert(position, layer)

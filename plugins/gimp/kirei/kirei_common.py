@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 """What the GIMP 3 and GIMP 2.10 plug-ins share: the procedure's name and menu, its settings,
-which part of a layer to send, and the new layer's name. Python 2.7 and 3; no GIMP import."""
+which part of a layer to send, the checks before the image changes and the undoing of a half-done
+change. Python 2.7 and 3; no GIMP import."""
 from __future__ import division
 
 PROC_NAME = "python-fu-kirei-restore"
@@ -15,6 +16,10 @@ MODES = ("blind", "profile", "none")
 MODE_LABELS = ("Remove it (blind)", "Remove it with a profile", "Don't remove (upscale only)")
 DEFAULT_SCALE = 2
 DEFAULT_MODE = "blind"
+
+
+UNCHANGED = ": the image is unchanged."
+BYTES = {"uint8": 1, "uint16": 2, "float32": 4}
 
 
 class PluginError(Exception):
@@ -54,3 +59,63 @@ def restore(client, pixels, width, height, channels, dtype, offset, mask, scale,
                               watermark=mode, profile=profile if mode == "profile" else None, progress=progress)
     except KireiClientError as e:
         raise PluginError(str(e))
+
+
+def what_changed(image_open, layer_there, size, size_then):
+    """Why the result can't go where it belongs any more (None when it can): the image was closed,
+    the layer deleted, or the image's (width, height) isn't what the layer was read at."""
+    if not image_open:
+        return "The image was closed during the run"
+    if not layer_there:
+        return "The layer was deleted during the run"
+    if tuple(size) != tuple(size_then):
+        return "The image was resized during the run (%dx%d, now %dx%d)" % (tuple(size_then) + tuple(size))
+    return None
+
+
+def check_result(result, rect, scale, channels, dtype):
+    """A PluginError unless the worker's pixels are what was asked for, inside the scaled region
+    rect = (x, y, w, h) in image coordinates."""
+    x, y, w, h = [v * scale for v in rect]
+    ox, oy = result.offset
+    size = result.width * result.height * channels * BYTES.get(dtype, 0)
+    if (result.channels, result.dtype, len(result.pixels)) != (channels, dtype, size) \
+            or not (x <= ox and y <= oy and ox + result.width <= x + w and oy + result.height <= y + h):
+        raise PluginError("The worker's answer doesn't fit the layer (%dx%d at %d,%d)%s"
+                          % (result.width, result.height, ox, oy, UNCHANGED))
+
+
+class Changes(object):
+    """The changes made to the image so far, each with its undoing, so that a step that fails
+    takes the image back as it was (scaling back can't give the exact pixels again; the undo
+    group the run made can):
+
+        changes = Changes()
+        with changes:  # a failure inside: what was done is undone, and a PluginError says so
+            scale(); changes.done(scale_back)
+    """
+
+    def __init__(self):
+        self._undo = []
+
+    def done(self, undo):
+        self._undo.append(undo)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, tb):
+        if error is None or not isinstance(error, Exception):
+            return False
+        why = str(error) if isinstance(error, PluginError) else "Unexpected error: %s: %s." % (kind.__name__, error)
+        raise PluginError("%s %s" % (why, self._put_back()))
+
+    def _put_back(self):
+        if not self._undo:
+            return "The image is unchanged."
+        try:
+            while self._undo:
+                self._undo.pop()()
+        except Exception as e:  # noqa: BLE001  say what is left rather than hide the first failure
+            return "Putting the image back failed too (%s): use Edit > Undo." % e
+        return "The image was put back as it was (Edit > Undo gives back its exact pixels)."

@@ -5,8 +5,9 @@
 The same behaviour as the GIMP 3 plug-in (kirei.py, beside this file), through the PDB and pixel
 regions: the layer (and the selection) go to Kirei's worker through kirei_client, and the result
 becomes a new layer above the source, in one undo group, after scaling the image when the scale
-is above 1. Nothing is changed before the worker has succeeded. GIMP 2.10's pixel regions are
-8-bit: high bit depth images are restored at 8 bits.
+is above 1. Nothing is changed before the worker has succeeded, nor if the image or the layer
+changed meanwhile; a step that fails takes the image back. GIMP 2.10's pixel regions are 8-bit:
+high bit depth images are restored at 8 bits.
 Install: copy the kirei folder (links followed) into GIMP 2.10's plug-ins folder.
 """
 import os
@@ -20,7 +21,8 @@ from gimpfu import (GRAYA_IMAGE, NORMAL_MODE, PF_DRAWABLE, PF_FILE, PF_IMAGE, PF
 import kirei_client  # noqa: E402
 from kirei_client import layer_name  # noqa: E402
 from kirei_common import (BLURB, DEFAULT_MODE, DEFAULT_SCALE, HELP, MENU_LABEL, MENU_PATH, MODE_LABELS,  # noqa: E402
-                          MODES, PROC_NAME, SCALES, PluginError, check_settings, region, restore)
+                          MODES, PROC_NAME, SCALES, UNCHANGED, Changes, PluginError, check_result, check_settings,
+                          region, restore, what_changed)
 
 
 def _read(drawable, x, y, w, h):
@@ -38,6 +40,23 @@ def _with_alpha(data, bpp):
     return bytes(out), bpp + 1
 
 
+def _layer_there(image, drawable):
+    """Whether the layer is still in the image's layer tree (GIMP keeps a deleted layer for its undo)."""
+    if not pdb.gimp_item_is_valid(drawable):
+        return False
+    try:
+        pdb.gimp_image_get_item_position(image, drawable)  # fails for a layer outside the image's tree
+    except RuntimeError:
+        return False
+    return True
+
+
+def _what_changed(image, drawable, size_then):
+    if not pdb.gimp_image_is_valid(image):
+        return what_changed(False, False, (0, 0), size_then)
+    return what_changed(True, _layer_there(image, drawable), (image.width, image.height), size_then)
+
+
 def kirei_restore(image, drawable, scale_index=SCALES.index(DEFAULT_SCALE), mode_index=MODES.index(DEFAULT_MODE),
                   profile=""):
     try:
@@ -46,6 +65,7 @@ def kirei_restore(image, drawable, scale_index=SCALES.index(DEFAULT_SCALE), mode
         if not pdb.gimp_item_is_layer(drawable) or pdb.gimp_item_is_group(drawable):
             raise PluginError("Kirei works on layers; select a layer (not a mask, channel or group).")
         lx, ly = drawable.offsets
+        size_then = (image.width, image.height)
         selection = None
         non_empty, x1, y1, x2, y2 = pdb.gimp_selection_bounds(image)
         if non_empty:
@@ -56,29 +76,45 @@ def kirei_restore(image, drawable, scale_index=SCALES.index(DEFAULT_SCALE), mode
         gimp.progress_init("Kirei: restoring...")
         result = restore(kirei_client.Client.from_environment(), pixels, rw, rh, channels, "uint8",
                          (lx + rx, ly + ry), mask, scale, mode, profile, progress=gimp.progress_update)
+        _apply(image, drawable, size_then, (lx + rx, ly + ry, rw, rh), result, scale, mode, channels)
     except PluginError as e:
         gimp.message("Kirei: %s" % e)
         raise RuntimeError(str(e))
-    # the worker succeeded: only now is the image changed, in one undo group
-    pdb.gimp_image_undo_group_start(image)
-    try:
-        if scale > 1:
-            pdb.gimp_image_scale(image, image.width * scale, image.height * scale)
-        kind = RGBA_IMAGE if result.channels == 4 else GRAYA_IMAGE
-        layer = gimp.Layer(image, layer_name(scale, mode), result.width, result.height, kind, 100, NORMAL_MODE)
-        position = pdb.gimp_image_get_item_position(image, drawable)
-        pdb.gimp_image_insert_layer(image, layer, drawable.parent, position)
-        layer.set_offsets(result.offset[0], result.offset[1])
-        rgn = layer.get_pixel_rgn(0, 0, result.width, result.height, True, False)
-        rgn[0:result.width, 0:result.height] = result.pixels
-        layer.flush()
-        layer.update(0, 0, result.width, result.height)
     finally:
-        pdb.gimp_image_undo_group_end(image)
-    pdb.gimp_progress_end()
+        pdb.gimp_progress_end()
     if result.notice:
         gimp.message("Kirei: %s" % result.notice)
     gimp.displays_flush()
+
+
+def _apply(image, drawable, size_then, rect, result, scale, mode, channels):
+    """The worker succeeded: change the image, in one undo group, if it is still as it was read."""
+    why = _what_changed(image, drawable, size_then)
+    if why:
+        raise PluginError(why + UNCHANGED)
+    check_result(result, rect, scale, channels, "uint8")
+    w, h = size_then
+    pdb.gimp_image_undo_group_start(image)
+    try:
+        with Changes() as changes:
+            if scale > 1:
+                pdb.gimp_image_scale(image, w * scale, h * scale)
+                changes.done(lambda: pdb.gimp_image_scale(image, w, h))
+                why = _what_changed(image, drawable, (w * scale, h * scale))  # the user may act meanwhile
+                if why:
+                    raise PluginError(why + ".")
+            kind = RGBA_IMAGE if result.channels == 4 else GRAYA_IMAGE
+            layer = gimp.Layer(image, layer_name(scale, mode), result.width, result.height, kind, 100, NORMAL_MODE)
+            position = pdb.gimp_image_get_item_position(image, drawable)
+            pdb.gimp_image_insert_layer(image, layer, drawable.parent, position)
+            changes.done(lambda: pdb.gimp_image_remove_layer(image, layer))
+            layer.set_offsets(result.offset[0], result.offset[1])
+            rgn = layer.get_pixel_rgn(0, 0, result.width, result.height, True, False)
+            rgn[0:result.width, 0:result.height] = result.pixels
+            layer.flush()
+            layer.update(0, 0, result.width, result.height)
+    finally:
+        pdb.gimp_image_undo_group_end(image)
 
 
 register(
