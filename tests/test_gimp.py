@@ -91,7 +91,7 @@ def test_plugin_in_real_gimp3(tmp_path):
         worker.stop()
     out = p.stdout + p.stderr
     assert p.returncode == 0, out[-6000:]
-    assert f"{len(cases) + 3} passed" in out, out[-3000:]
+    assert f"{len(cases) + 7} passed" in out, out[-3000:]
     for case in cases:
         src = sources[case["input"]]
         want = _expected(case, src, work)

@@ -110,3 +110,73 @@ def test_errors_leave_the_image_as_it_was(settings, words):
         assert _state(image) == before
     finally:
         image.delete()
+
+
+# ---------------------------------------------------------------- the plug-in's run, driven from here
+# (the procedure runs in its own process: to act while the worker runs, these tests import the
+# plug-in's module and call its run with a `wait` that does what a user could do meanwhile)
+def _plugin():
+    import sys
+    folder = "/project/gimp3-home/plug-ins/kirei"
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    import kirei
+    return kirei
+
+
+def _load():
+    return Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path("/project/" + CASES[0]["input"]))
+
+
+def test_cancel_leaves_the_image_as_it_was():
+    plugin = _plugin()
+    image = _load()
+    try:
+        before = _state(image)
+
+        def cancel(run):  # what the window's Cancel button does
+            run.cancel()
+            return plugin.wait_with_progress(run)
+        with pytest.raises(plugin.Cancelled, match="Cancelled: the image is unchanged"):
+            plugin.restore_image(image, image.get_layers()[0], 4, "none", None, wait=cancel)
+        assert _state(image) == before
+    finally:
+        image.delete()
+
+
+@pytest.mark.parametrize("change, words, size, layers", [
+    (lambda image: image.remove_layer(image.get_layers()[0]), "layer was deleted during the run", (64, 48), 0),
+    (lambda image: image.resize(70, 48, 0, 0), "image was resized during the run", (70, 48), 1),
+], ids=["layer-deleted", "image-resized"])
+def test_an_image_changed_during_the_run_is_left_as_the_user_left_it(change, words, size, layers):
+    plugin = _plugin()
+    image = _load()
+    try:
+        def meanwhile(run):
+            change(image)
+            return plugin.wait_with_progress(run)
+        with pytest.raises(plugin.PluginError, match=words + ".*: the image is unchanged"):
+            plugin.restore_image(image, image.get_layers()[0], 2, "none", None, wait=meanwhile)
+        assert (image.get_width(), image.get_height(), len(image.get_layers())) == size + (layers,)
+    finally:
+        image.delete()
+
+
+def test_a_failure_after_the_scaling_puts_the_image_back(monkeypatch):
+    plugin = _plugin()
+    image = _load()
+    try:
+        before = _state(image)
+        real, calls = plugin._what_changed, []
+
+        def after_the_scaling(*args):  # the second look, once the image is scaled, finds a change
+            calls.append(args)
+            return real(*args) if len(calls) == 1 else "Something changed"
+        monkeypatch.setattr(plugin, "_what_changed", after_the_scaling)
+        with pytest.raises(plugin.PluginError, match="Something changed. The image was put back as it was"):
+            plugin.restore_image(image, image.get_layers()[0], 2, "none", None)
+        assert len(calls) == 2
+        names, w, h, _ = _state(image)
+        assert (names, w, h) == before[:3]  # the pixels are resampled twice: Edit > Undo gives them back
+    finally:
+        image.delete()

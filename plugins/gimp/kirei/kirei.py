@@ -5,10 +5,14 @@
 Reads the layer (and the soft selection) through GEGL, sends them to Kirei's worker through
 kirei_client, and inserts the result as a new layer above the source in one undo group, after
 scaling the image when the scale is above 1. The image is changed only once the worker has
-succeeded: an error leaves it exactly as it was. Install: plug-ins/kirei/kirei.py, executable.
+succeeded, and only if the image and the layer are still as they were read (GIMP lets the user
+work meanwhile); a step that fails after that takes the image back. In interactive runs a small
+window shows the progress with a Cancel button; the worker call runs on a thread meanwhile.
+Install: plug-ins/kirei/kirei.py, executable.
 """
 import os
 import sys
+import threading
 
 if sys.version_info[0] < 3:  # GIMP 2.10 runs every executable it finds: its plug-in is kirei_gimp2.py
     sys.exit(0)
@@ -23,7 +27,8 @@ from gi.repository import Gegl, GLib, GObject, Gimp  # noqa: E402
 import kirei_client  # noqa: E402
 from kirei_client import layer_name  # noqa: E402
 from kirei_common import (BLURB, DEFAULT_MODE, DEFAULT_SCALE, HELP, MENU_LABEL, MENU_PATH, MODE_LABELS,  # noqa: E402
-                          MODES, PROC_NAME, SCALES, PluginError, check_settings, region, restore)
+                          MODES, PROC_NAME, SCALES, UNCHANGED, Cancelled, Changes, PluginError, check_result, check_settings,
+                          region, restore, what_changed)
 
 # image precision -> (babl sample type, the worker's dtype)
 _SAMPLES = {8: ("u8", "uint8"), 16: ("u16", "uint16")}
@@ -83,7 +88,10 @@ class KireiPlugIn(Gimp.PlugIn):
             check_settings(scale, mode, profile)
             if not isinstance(drawable, Gimp.Layer) or drawable.is_group():
                 raise PluginError("Kirei works on layers; select a layer (not a mask, channel or group).")
-            self._restore(image, drawable, scale, mode, profile)
+            restore_image(image, drawable, scale, mode, profile,
+                          wait_with_progress if run_mode == Gimp.RunMode.NONINTERACTIVE else wait_in_window)
+        except Cancelled:
+            return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
         except PluginError as e:
             return self._fail(procedure, str(e))
         return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
@@ -112,45 +120,182 @@ class KireiPlugIn(Gimp.PlugIn):
         dialog.destroy()
         return ok
 
-    def _restore(self, image, drawable, scale, mode, profile):
-        fmt, dtype, channels = pixel_format(image, drawable)
+
+
+class Job(object):
+    """What was read from the image for the worker, and the image's size then."""
+
+    def __init__(self, image, drawable):
+        self.fmt, self.dtype, self.channels = pixel_format(image, drawable)
         ok, lx, ly = drawable.get_offsets()
-        lw, lh = drawable.get_width(), drawable.get_height()
         selection = None
         if not Gimp.Selection.is_empty(image):
             _, non_empty, x1, y1, x2, y2 = Gimp.Selection.bounds(image)
             selection = (x1, y1, x2, y2) if non_empty else None
-        rx, ry, rw, rh = region(lx, ly, lw, lh, selection)
-        rect = Gegl.Rectangle.new(rx, ry, rw, rh)
-        pixels = bytes(drawable.get_buffer().get(rect, 1.0, fmt, Gegl.AbyssPolicy.NONE))
-        mask = None
+        rx, ry, self.width, self.height = region(lx, ly, drawable.get_width(), drawable.get_height(), selection)
+        rect = Gegl.Rectangle.new(rx, ry, self.width, self.height)
+        self.pixels = bytes(drawable.get_buffer().get(rect, 1.0, self.fmt, Gegl.AbyssPolicy.NONE))
+        self.offset = (lx + rx, ly + ry)
+        self.mask = None
         if selection is not None:
-            image_rect = Gegl.Rectangle.new(lx + rx, ly + ry, rw, rh)
-            mask = bytes(image.get_selection().get_buffer().get(image_rect, 1.0, "Y u8", Gegl.AbyssPolicy.NONE))
-        Gimp.progress_init("Kirei: restoring...")
-        client = kirei_client.Client.from_environment()
-        result = restore(client, pixels, rw, rh, channels, dtype, (lx + rx, ly + ry), mask, scale, mode, profile,
-                         progress=Gimp.progress_update)
-        # the worker succeeded: only now is the image changed, in one undo group
-        image.undo_group_start()
-        try:
+            image_rect = Gegl.Rectangle.new(lx + rx, ly + ry, self.width, self.height)
+            self.mask = bytes(image.get_selection().get_buffer().get(image_rect, 1.0, "Y u8", Gegl.AbyssPolicy.NONE))
+        self.size = (image.get_width(), image.get_height())
+
+    def send(self, client, scale, mode, profile, progress=None, cancel=None):
+        """The worker's part: may run on any thread, touches nothing of GIMP's."""
+        return restore(client, self.pixels, self.width, self.height, self.channels, self.dtype, self.offset,
+                       self.mask, scale, mode, profile, progress=progress, cancel=cancel)
+
+
+def _layer_there(image, drawable):
+    """Whether the layer is still in the image's layer tree (GIMP keeps a deleted layer for its undo)."""
+    todo, wanted = list(image.get_layers()), drawable.get_id()
+    while todo:
+        layer = todo.pop()
+        if layer.get_id() == wanted:
+            return True
+        if layer.is_group():
+            todo.extend(layer.get_children())
+    return False
+
+
+def _what_changed(image, drawable, size):
+    if not image.is_valid():
+        return what_changed(False, False, (0, 0), size)
+    return what_changed(True, drawable.is_valid() and _layer_there(image, drawable),
+                        (image.get_width(), image.get_height()), size)
+
+
+def apply_result(image, drawable, job, result, scale, mode):
+    """The worker succeeded: add its result as a new layer above `drawable`, after scaling the
+    image (scale > 1), in one undo group; only if the image is still as `job` read it."""
+    why = _what_changed(image, drawable, job.size)
+    if why:
+        raise PluginError(why + UNCHANGED)
+    check_result(result, job.offset + (job.width, job.height), scale, job.channels, job.dtype)
+    w, h = job.size
+    image.undo_group_start()
+    try:
+        with Changes() as changes:
             if scale > 1:
-                image.scale(image.get_width() * scale, image.get_height() * scale)
-            kind = Gimp.ImageType.GRAYA_IMAGE if channels == 2 else Gimp.ImageType.RGBA_IMAGE
+                if not image.scale(w * scale, h * scale):
+                    raise PluginError("GIMP didn't scale the image to %dx%d." % (w * scale, h * scale))
+                changes.done(lambda: image.scale(w, h))
+                why = _what_changed(image, drawable, (w * scale, h * scale))  # the user may act meanwhile
+                if why:
+                    raise PluginError(why + ".")
+            kind = Gimp.ImageType.GRAYA_IMAGE if job.channels == 2 else Gimp.ImageType.RGBA_IMAGE
             layer = Gimp.Layer.new(image, layer_name(scale, mode), result.width, result.height, kind, 100.0,
                                    Gimp.LayerMode.NORMAL)
-            image.insert_layer(layer, drawable.get_parent(), image.get_item_position(drawable))
+            if not image.insert_layer(layer, drawable.get_parent(), image.get_item_position(drawable)):
+                layer.delete()
+                raise PluginError("GIMP refused the new layer.")
+            changes.done(lambda: image.remove_layer(layer))
             layer.set_offsets(result.offset[0], result.offset[1])
             buf = layer.get_buffer()
-            buf.set(Gegl.Rectangle.new(0, 0, result.width, result.height), fmt, result.pixels)
+            buf.set(Gegl.Rectangle.new(0, 0, result.width, result.height), job.fmt, result.pixels)
             buf.flush()
             layer.update(0, 0, result.width, result.height)
-        finally:
-            image.undo_group_end()
+    finally:
+        image.undo_group_end()
+    return layer
+
+
+class Run(object):
+    """work(cancel, progress) on a thread, so that GIMP's side stays responsive; cancel() asks it
+    to stop (the worker cancels the job). Only the thread that made it may read its outcome."""
+
+    def __init__(self, work):
+        self.progress = 0.0
+        self._cancel = threading.Event()
+        self._outcome = None
+        self._thread = threading.Thread(target=self._run, args=(work,))
+        self._thread.daemon = True
+        self._thread.start()
+
+    def _run(self, work):
+        try:
+            self._outcome = (True, work(self._cancel, self._progress))
+        except BaseException as e:  # noqa: BLE001  handed to the GIMP side by outcome()
+            self._outcome = (False, e)
+
+    def _progress(self, fraction):
+        self.progress = fraction
+
+    def cancel(self):
+        self._cancel.set()
+
+    def cancelled(self):
+        return self._cancel.is_set()
+
+    def running(self):
+        return self._thread.is_alive()
+
+    def outcome(self, poll=None):
+        """The work's result (or its exception, raised), once it has ended; poll() runs meanwhile."""
+        while self._thread.is_alive():
+            if poll is not None:
+                poll()
+            self._thread.join(0.05)
+        ok, value = self._outcome
+        if not ok:
+            raise value
+        return value
+
+
+def wait_in_window(run):
+    """A small window with the progress and a Cancel button while `run` goes on (interactive runs)."""
+    gi.require_version("GimpUi", "3.0")
+    from gi.repository import GimpUi, Gtk
+    GimpUi.init(PROC_NAME)
+    dialog = GimpUi.Dialog(title="Kirei", role=PROC_NAME)
+    dialog.add_button("_Cancel", Gtk.ResponseType.CANCEL)
+    label = Gtk.Label(label="Restoring... The image changes only when this is done.")
+    bar = Gtk.ProgressBar()
+    box = dialog.get_content_area()
+    for widget in (label, bar):
+        box.pack_start(widget, False, False, 6)
+    dialog.show_all()
+
+    def poll():
+        bar.set_fraction(run.progress)
+        if not run.running():
+            dialog.response(Gtk.ResponseType.OK)
+            return False
+        return True
+    GLib.timeout_add(100, poll)
+    if dialog.run() != Gtk.ResponseType.OK:  # Cancel, or the window closed
+        run.cancel()
+        label.set_text("Cancelling...")
+    try:
+        return run.outcome(poll=lambda: Gtk.main_iteration_do(False))
+    finally:
+        dialog.destroy()
+
+
+def wait_with_progress(run):
+    """GIMP's own progress bar while `run` goes on (non-interactive runs)."""
+    return run.outcome(poll=lambda: Gimp.progress_update(run.progress))
+
+
+def restore_image(image, drawable, scale, mode, profile, wait=wait_with_progress):
+    """The whole run: read, send (wait(run) waits for it), and change the image. A PluginError
+    (a cancel included: kirei_client.Cancelled's message) leaves the image as it was."""
+    job = Job(image, drawable)
+    Gimp.progress_init("Kirei: restoring...")
+    try:
+        client = kirei_client.Client.from_environment()
+        result = wait(Run(lambda cancel, progress: job.send(client, scale, mode, profile, progress, cancel)))
+        layer = apply_result(image, drawable, job, result, scale, mode)
+    except kirei_client.KireiClientError as e:
+        raise PluginError(str(e))
+    finally:
         Gimp.progress_end()
-        if result.notice:
-            Gimp.message("Kirei: " + result.notice)
-        Gimp.displays_flush()
+    if result.notice:
+        Gimp.message("Kirei: " + result.notice)
+    Gimp.displays_flush()
+    return layer
 
 
 if __name__ == "__main__":

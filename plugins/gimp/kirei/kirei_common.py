@@ -26,6 +26,10 @@ class PluginError(Exception):
     """A message for the user: the run stops and the image is left as it was."""
 
 
+class Cancelled(PluginError):
+    """The user cancelled the run."""
+
+
 def check_settings(scale, mode, profile):
     if scale not in SCALES:
         raise PluginError("The scale must be 1, 2 or 4, not %s." % scale)
@@ -51,12 +55,16 @@ def region(layer_x, layer_y, layer_w, layer_h, selection=None):
     return x0, y0, x3 - x0, y3 - y0
 
 
-def restore(client, pixels, width, height, channels, dtype, offset, mask, scale, mode, profile, progress=None):
+def restore(client, pixels, width, height, channels, dtype, offset, mask, scale, mode, profile, progress=None,
+            cancel=None):
     """Send a region to the worker; the client's errors become PluginErrors with their message."""
-    from kirei_client import KireiClientError
+    from kirei_client import Cancelled as ClientCancelled, KireiClientError
     try:
         return client.restore(pixels, width, height, channels, dtype, offset=offset, mask=mask, scale=scale,
-                              watermark=mode, profile=profile if mode == "profile" else None, progress=progress)
+                              watermark=mode, profile=profile if mode == "profile" else None, progress=progress,
+                              cancel=cancel)
+    except ClientCancelled:
+        raise Cancelled("Cancelled" + UNCHANGED)
     except KireiClientError as e:
         raise PluginError(str(e))
 
