@@ -65,6 +65,19 @@ def _expected(case, src, work):
                           options=Options(scale=s))
 
 
+def _xvfb():
+    """(an Xvfb process, its DISPLAY), or (None, "") where there is no Xvfb (required in CI)."""
+    if not shutil.which("Xvfb"):
+        assert not os.environ.get("KIREI_REQUIRE_HOSTS"), "CI must provide Xvfb"
+        return None, ""
+    rfd, wfd = os.pipe()
+    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(wfd), "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
+                            pass_fds=(wfd,), stderr=subprocess.DEVNULL)
+    os.close(wfd)
+    with os.fdopen(rfd) as fh:
+        return xvfb, ":" + fh.readline().strip()
+
+
 def test_plugin_in_real_gimp3(tmp_path):
     if not os.path.exists(os.path.join(CHROOT, ".kirei-ready")):
         assert not os.environ.get("KIREI_REQUIRE_HOSTS"), f"CI built no GIMP 3 chroot at {CHROOT}"
@@ -78,20 +91,24 @@ def test_plugin_in_real_gimp3(tmp_path):
     for f in ("test_in_gimp.py", "gimp_pytest.py"):
         shutil.copy(os.path.join(ROOT, "tests", "gimp", f), work)
     worker = RunningWorker(tmp_path / "worker-files")
+    xvfb, display = _xvfb()  # the plug-in's window (Cancel) is tested where there is an X server
     try:
         shutil.copy(worker.token_file, os.path.join(work, "token"))
-        env = dict(os.environ, PASS_ENV="GIMP3_DIRECTORY KIREI_SERVER_URL KIREI_TOKEN_FILE PYTEST_ARGS",
+        env = dict(os.environ, PASS_ENV="GIMP3_DIRECTORY KIREI_SERVER_URL KIREI_TOKEN_FILE PYTEST_ARGS DISPLAY",
                    GIMP3_DIRECTORY="/project/gimp3-home", KIREI_SERVER_URL=worker.url,
-                   KIREI_TOKEN_FILE="/project/token", PYTEST_ARGS="-q -rA /project/test_in_gimp.py")
+                   KIREI_TOKEN_FILE="/project/token", PYTEST_ARGS="-q -rA /project/test_in_gimp.py", DISPLAY=display)
         p = subprocess.run(["timeout", "600", os.path.join(ROOT, "tests", "gimp", "gimp3-run.sh"), CHROOT, work,
                             "gimp-console-3.0", "-i", "--batch-interpreter=python-fu-eval", "-b",
                             "exec(open('/project/gimp_pytest.py').read())", "--quit"],
                            env=env, capture_output=True, text=True)
     finally:
         worker.stop()
+        if xvfb:
+            xvfb.kill()
+            xvfb.wait()
     out = p.stdout + p.stderr
     assert p.returncode == 0, out[-6000:]
-    assert f"{len(cases) + 7} passed" in out, out[-3000:]
+    assert f"{len(cases) + 7 + bool(xvfb)} passed" in out, out[-3000:]
     for case in cases:
         src = sources[case["input"]]
         want = _expected(case, src, work)

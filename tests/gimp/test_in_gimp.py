@@ -5,6 +5,7 @@ tests/test_gimp.py wrote cases.json and the input files into /project; these tes
 layers' pixels back there, and the host compares them with the engine's own answer.
 """
 import json
+import os
 
 import gi
 
@@ -178,5 +179,36 @@ def test_a_failure_after_the_scaling_puts_the_image_back(monkeypatch):
         assert len(calls) == 2
         names, w, h, _ = _state(image)
         assert (names, w, h) == before[:3]  # the pixels are resampled twice: Edit > Undo gives them back
+    finally:
+        image.delete()
+
+
+@pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="needs an X server (tests/test_gimp.py starts Xvfb)")
+def test_the_window_s_cancel_button_stops_the_run(monkeypatch):
+    gi.require_version("Gtk", "3.0")
+    from gi.repository import GLib, Gtk
+    plugin = _plugin()
+    image = _load()
+    try:
+        before = _state(image)
+
+        def send(job, client, scale, mode, profile, progress=None, cancel=None):  # a worker that waits for Cancel
+            progress(0.5)
+            cancel.wait()
+            raise plugin.Cancelled("Cancelled" + plugin.UNCHANGED)
+        monkeypatch.setattr(plugin.Job, "send", send)
+        shown = []
+
+        def press_cancel():  # as a user would, once the window is up
+            for window in Gtk.Window.list_toplevels():
+                if window.get_title() == "Kirei" and window.get_visible():
+                    shown.append(window.get_title())
+                    window.get_widget_for_response(Gtk.ResponseType.CANCEL).clicked()
+                    return False
+            return True
+        GLib.timeout_add(50, press_cancel)
+        with pytest.raises(plugin.Cancelled):
+            plugin.restore_image(image, image.get_layers()[0], 2, "none", None, wait=plugin.wait_in_window)
+        assert shown and _state(image) == before
     finally:
         image.delete()
