@@ -1,6 +1,9 @@
-"""A cancel takes effect inside a tile, not only between tiles: a small picture is one tile, and
-a cancelled job that ran on to its end kept the worker's runner busy for the next user's job."""
+"""The worker's runner is free again soon after a cancel, on a busy machine too: a cancel takes
+effect inside a tile, not only between tiles (a small picture is one tile, and a cancelled job
+that ran on to its end kept the runner busy for the next user's job), and torch's threads don't
+spin while the CPU is shared."""
 import json
+import os
 import time
 
 import numpy as np
@@ -84,3 +87,18 @@ def test_a_cancelled_single_tile_job_stops_running(worker):
     assert state["state"] == "cancelled", state  # not run on to "done"
     small = (picture(12, 10, seed=1) * 255).astype(np.uint8)
     assert c.restore(small.tobytes(), 12, 10, 3, "uint8", watermark="none").width == 24
+
+
+def test_the_engine_makes_torch_wait_without_spinning():
+    """OpenMP threads spinning on a busy CPU made a small estimate take minutes: the engine asks
+    for sleeping waits before torch starts, unless the user chose otherwise."""
+    import subprocess
+    import sys
+    from tests.conftest import ROOT
+    code = "import core, os, torch; torch.ones(1); print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.stdout.strip() == "PASSIVE", out.stderr
+    env["OMP_WAIT_POLICY"] = "ACTIVE"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.stdout.strip() == "ACTIVE", out.stderr
