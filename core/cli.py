@@ -9,6 +9,7 @@ import os
 import sys
 import tempfile
 from collections import Counter
+from contextlib import contextmanager
 
 from tqdm import tqdm
 
@@ -100,20 +101,74 @@ def expand_inputs(inputs):
     return out
 
 
-def _same_file(a, b):
+def _identities(path):
+    """What makes another path the same file: its entry (the folder resolved, as a write replaces
+    the entry) and, when it exists, the file it leads to (links and hard links included)."""
+    folder, base = os.path.split(os.path.abspath(path))
+    ids = {os.path.normcase(os.path.join(os.path.realpath(folder), base))}
     try:
-        return os.path.samefile(a, b)
+        st = os.stat(path)
+        ids.add((st.st_dev, st.st_ino))
     except OSError:
-        return False
+        pass
+    return ids
+
+
+def _overwritten_input(out, inputs):
+    """The input that writing `out` would overwrite, or None."""
+    ids = _identities(out)
+    return next((p for p in inputs if ids & _identities(p)), None)
+
+
+def plan_outputs(inputs, folder):
+    """{input: output} for every input that can be written, and an error for each that can't.
+
+    Every planned output is checked against every input (same path or same file) before anything
+    is written: with a.jpg and a.png in D, `-o D D` must not write the restored a.jpg over a.png.
+    """
+    plan, errors, planned = {}, [], set()
+    for path in inputs:
+        out = os.path.join(folder, os.path.splitext(os.path.basename(path))[0] + ".png")
+        victim = _overwritten_input(out, inputs)
+        if victim is not None:
+            which = "this input" if victim == path else f"the input {victim}"
+            errors.append(f"{path}: its output {out} would overwrite {which}; choose another -o folder")
+        elif _identities(out) & planned:
+            errors.append(f"{path}: another input already writes {out}; rename one of them")
+        else:
+            plan[path] = out
+            planned |= _identities(out)
+    return plan, errors
 
 
 def check_writable_folder(folder):
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise KireiError(f"can't write to the output folder {folder}: it is a file, not a folder")
     try:
         os.makedirs(folder, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as e:
         raise KireiError(f"can't write to the output folder {folder}: {e.strerror or e}") from None
+
+
+@contextmanager
+def output_folder(folder):
+    """The output folder, checked writable; made if missing, and removed again (with the parents
+    made for it) if nothing was written into it: a failed run leaves no empty folder behind."""
+    made, f = [], os.path.abspath(folder)
+    while not os.path.lexists(f):
+        made.append(f)  # deepest first
+        f = os.path.dirname(f)
+    try:
+        check_writable_folder(folder)
+        yield
+    finally:
+        for d in made:
+            try:
+                os.rmdir(d)  # only ever an empty folder
+            except OSError:
+                break
 
 
 def _sizes(paths):
@@ -162,31 +217,35 @@ def _blind_profiles(paths, method):
 
 
 def cmd_restore(args):
-    args.inputs = expand_inputs(args.inputs)
-    if not args.inputs:
+    inputs = expand_inputs(args.inputs)
+    if not inputs:
         raise KireiError("no pictures to restore")
     resolve_device(args.device)
     if args.tile < 16:
         raise KireiError(f"--tile must be at least 16 pixels, not {args.tile}")
-    check_writable_folder(args.output)
     profile = load_profile(args.profile) if args.profile else None
     method = args.method or default_method()
     if method == "learned":
         from .weights_io import verify
         verify()  # missing or damaged weights: one clear error
+    plan, refused = plan_outputs(inputs, args.output)
+    for message in refused:
+        say(f"error: {message}")
+    with output_folder(args.output):
+        failed, written = _restore_all(plan, profile, method, args)
+    print(f"{len(written)} picture(s) written to {args.output}" +
+          (f", {len(failed) + len(refused)} failed" if failed or refused else ""))
+    return EXIT_FAILED_INPUTS if failed or refused else 0
+
+
+def _restore_all(plan, profile, method, args):
+    """Restore each input to its planned output; a bad input fails alone. -> (failed, written)."""
     blind_mode = not args.profile and not args.no_dewatermark
-    blind = _blind_profiles(args.inputs, method) if blind_mode else {}
+    blind = _blind_profiles(list(plan), method) if blind_mode else {}
     options = Options(scale=args.scale, method=method, device=args.device, tile=args.tile, blind=blind_mode)
-    failed, written, seen = [], [], set()
-    for path in tqdm(args.inputs, desc="restoring", unit="picture", file=sys.stderr, disable=None):
-        stem = os.path.splitext(os.path.basename(path))[0]
-        out = os.path.join(args.output, stem + ".png")
+    failed, written = [], []
+    for path, out in tqdm(plan.items(), desc="restoring", unit="picture", file=sys.stderr, disable=None):
         try:
-            if out in seen:
-                raise KireiError(f"another input already writes {out}; rename one of them")
-            if _same_file(out, path):
-                raise KireiError(f"{path}: the output would overwrite this input; choose another -o folder")
-            seen.add(out)
             picture = imageio.load_picture(path)
             use = profile if profile is not None else blind.get(picture.size)
             if use is not None:
@@ -205,23 +264,14 @@ def cmd_restore(args):
         except Exception as e:  # an engine bug must not take the rest of the batch down
             failed.append(path)
             tqdm.write(f"kirei: error: {path}: unexpected failure ({type(e).__name__}: {e})", file=sys.stderr)
-    print(f"{len(written)} picture(s) written to {args.output}" +
-          (f", {len(failed)} failed" if failed else ""))
-    return EXIT_FAILED_INPUTS if failed else 0
+    return failed, written
 
 
-def cmd_estimate(args):
-    from .estimate import MIN_PICTURES
-    args.inputs = expand_inputs(args.inputs)
-    if any(_same_file(args.output, p) for p in args.inputs):
-        raise KireiError(f"the profile {args.output} would overwrite one of the inputs")
-    if len(args.inputs) < MIN_PICTURES:
-        raise KireiError(f"estimate needs at least {MIN_PICTURES} pictures that carry the same watermark, "
-                         f"got {len(args.inputs)}")
-    out_dir = os.path.dirname(os.path.abspath(args.output))
-    check_writable_folder(out_dir)
+def _read_same_size(paths):
+    """{path: RGB pixels} of the readable inputs of the most common size, and that size; the
+    others are left out, each with one line."""
     pictures = {}
-    for path in tqdm(args.inputs, desc="reading", unit="picture", file=sys.stderr, disable=None):
+    for path in tqdm(paths, desc="reading", unit="picture", file=sys.stderr, disable=None):
         try:
             pic = imageio.load_picture(path)
             px = pic.pixels[..., :3] if pic.channels >= 3 else pic.pixels[..., :1].repeat(3, axis=2)
@@ -236,10 +286,30 @@ def cmd_estimate(args):
         if (px.shape[1], px.shape[0]) != size:
             say(f"{path}: {px.shape[1]}x{px.shape[0]}, not {size[0]}x{size[1]} like the others (left out)")
             del pictures[path]
-    with tqdm(total=100, desc="measuring", unit="%", file=sys.stderr, disable=None) as bar:
-        profile, kept = estimate_profile(list(pictures.values()),
-                                         progress=lambda f: bar.update(round(f * 100) - bar.n))
-    save_profile(profile, args.output)
+    return pictures, size
+
+
+def cmd_estimate(args):
+    from .estimate import MIN_PICTURES
+    args.inputs = expand_inputs(args.inputs)
+    if os.path.isdir(args.output):
+        raise KireiError(f"-o {args.output} is a folder: name the profile file to write, e.g. "
+                         f"{os.path.join(args.output, 'profile.png')}")
+    victim = _overwritten_input(args.output, args.inputs)
+    if victim is not None:
+        raise KireiError(f"the profile {args.output} would overwrite the input {victim}")
+    if len(args.inputs) < MIN_PICTURES:
+        raise KireiError(f"estimate needs at least {MIN_PICTURES} pictures that carry the same watermark, "
+                         f"got {len(args.inputs)}")
+    with output_folder(os.path.dirname(os.path.abspath(args.output))):
+        pictures, size = _read_same_size(args.inputs)
+        with tqdm(total=100, desc="measuring", unit="%", file=sys.stderr, disable=None) as bar:
+            profile, kept = estimate_profile(list(pictures.values()),
+                                             progress=lambda f: bar.update(round(f * 100) - bar.n))
+        try:
+            save_profile(profile, args.output)
+        except OSError as e:
+            raise KireiError(f"can't write the profile {args.output}: {e.strerror or e}") from None
     aside = [p for p, k in zip(pictures, kept) if not k]
     for p in aside:
         say(f"{p}: doesn't seem to carry the watermark (set aside)")

@@ -1,4 +1,6 @@
 """The command-line contract of DESIGN.md, run as a user runs it: `python -m core ...` in a subprocess."""
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -6,6 +8,7 @@ from PIL import Image
 
 from core.profile import Profile, load_profile, save_profile
 from tests.conftest import run_cli
+from tests.test_imageio import bomb_png
 
 
 def _save(arr, path):
@@ -102,8 +105,8 @@ def test_profile_that_is_not_rgba_png(tmp_path, inputs):
     r = run_cli("restore", "--profile", tmp_path / "rgb.png", "-o", out, *inputs)
     assert r.returncode == 2
     (err,) = _one_error_line(r.stderr)
-    assert "must be an RGBA PNG" in err
-    assert list(out.iterdir()) == []
+    assert "the watermark profile" in err and "must be an RGBA PNG" in err
+    assert not out.exists()  # a run that fails writes nothing, not even its folder
 
 
 def test_unknown_and_unavailable_devices(tmp_path, inputs):
@@ -181,3 +184,95 @@ def test_learned_is_the_default_method_and_classic_stays_available(tmp_path, inp
     assert np.abs(outs["learned"].astype(int) - outs["classic"].astype(int)).mean() > 0.5
     r = run_cli("restore", "--method", "magic", "-o", tmp_path / "x", inputs[0])
     assert r.returncode == 2 and "invalid choice: 'magic'" in _one_error_line(r.stderr)[0]
+
+
+# ------------------------------------------------------------------ no input is ever overwritten
+def test_outputs_are_checked_against_every_input_before_anything_is_written(tmp_path):
+    d = tmp_path / "D"
+    d.mkdir()
+    rgb = np.zeros((20, 30, 3))
+    for name in ("a.jpg", "a.png", "b.png"):
+        _save(rgb + (0.5 if name == "a.jpg" else 0.2), d / name)
+    before = {p.name: p.read_bytes() for p in d.iterdir()}
+    r = run_cli("restore", "--no-dewatermark", "--method", "classic", "--scale", "1", "-o", d, d)
+    assert r.returncode == 1
+    errs = _one_error_line(r.stderr)
+    assert len(errs) == 3 and all("would overwrite" in e for e in errs)
+    assert any("a.jpg" in e and f"the input {d / 'a.png'}" in e for e in errs)
+    assert {p.name: p.read_bytes() for p in d.iterdir()} == before
+    r = run_cli("restore", "--no-dewatermark", "--method", "classic", "--scale", "1", "-o", d,
+                d / "a.jpg", d / "a.png")
+    assert r.returncode == 1 and len(_one_error_line(r.stderr)) == 2
+    assert {p.name: p.read_bytes() for p in d.iterdir()} == before
+    (tmp_path / "link").symlink_to(d)  # the same folder by another path
+    r = run_cli("restore", "--no-dewatermark", "--method", "classic", "--scale", "1", "-o", tmp_path / "link",
+                d / "b.png")
+    assert r.returncode == 1 and "would overwrite this input" in _one_error_line(r.stderr)[0]
+    assert {p.name: p.read_bytes() for p in d.iterdir()} == before
+
+
+# ------------------------------------------------------------------ bad input fails alone, in one line
+@pytest.fixture
+def bomb(tmp_path):
+    path = tmp_path / "bomb.png"
+    path.write_bytes(bomb_png())  # 30000 x 30000 once decoded; ~100 KB here
+    return path
+
+
+def test_a_decompression_bomb_fails_alone_in_one_line(tmp_path, inputs, bomb):
+    out = tmp_path / "out"
+    r = run_cli("restore", "--method", "classic", "--scale", "1", "-o", out, inputs[0], bomb, inputs[1])
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    (err,) = _one_error_line(r.stderr)
+    assert "bomb.png is 30000x30000 = 900.0 megapixels, more than Kirei reads" in err
+    assert sorted(p.name for p in out.iterdir()) == ["pic0.png", "pic1.png"]
+    r = run_cli("estimate", "-o", tmp_path / "p.png", inputs[0], bomb)  # left out, so too few to measure
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    left_out, too_few = _one_error_line(r.stderr)
+    assert "bomb.png is 30000x30000" in left_out and "(left out)" in left_out
+    assert "needs at least 2 pictures" in too_few
+
+
+def test_a_bad_profile_is_one_line_that_names_the_profile(tmp_path, inputs, bomb):
+    (tmp_path / "junk.png").write_bytes(b"junk")
+    out = tmp_path / "out"
+    for profile, reason in ((bomb, " is 30000x30000 = 900.0 megapixels"), (tmp_path / "missing.png", ": no such file"),
+                            (tmp_path / "junk.png", ": can't read")):
+        r = run_cli("restore", "--profile", profile, "-o", out, inputs[0])
+        assert r.returncode == 2 and "Traceback" not in r.stderr
+        assert f"kirei: error: the watermark profile {profile}{reason}" in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+        assert not out.exists()
+
+
+def test_a_fifo_input_is_refused_without_waiting_for_it(tmp_path, inputs):
+    os.mkfifo(tmp_path / "fifo.png")  # opened to read, it would wait for a writer forever
+    out = tmp_path / "out"
+    r = run_cli("restore", "--method", "classic", "--scale", "1", "-o", out, tmp_path / "fifo.png", inputs[0],
+                timeout=300)
+    assert r.returncode == 1
+    (err,) = _one_error_line(r.stderr)
+    assert "fifo.png: not a regular file" in err
+    assert [p.name for p in out.iterdir()] == ["pic0.png"]
+    r = run_cli("estimate", "-o", tmp_path / "p.png", tmp_path / "fifo.png", inputs[0], timeout=300)
+    assert r.returncode == 2 and "fifo.png: not a regular file" in _one_error_line(r.stderr)[0]
+
+
+def test_a_failed_run_leaves_no_output_folder(tmp_path, inputs):
+    (tmp_path / "junk.png").write_bytes(b"junk")
+    out = tmp_path / "new" / "out"
+    r = run_cli("restore", "--method", "classic", "-o", out, tmp_path / "junk.png")
+    assert r.returncode == 1 and "junk.png" in _one_error_line(r.stderr)[0]
+    assert not (tmp_path / "new").exists()
+    r = run_cli("estimate", "-o", out / "p.png", tmp_path / "junk.png", tmp_path / "junk.png")
+    assert r.returncode == 2 and "none of the inputs could be read" in r.stderr
+    assert not (tmp_path / "new").exists()
+
+
+def test_an_output_of_the_wrong_kind_is_a_clear_line(tmp_path, inputs):
+    r = run_cli("restore", "-o", inputs[1], inputs[0])
+    assert r.returncode == 2
+    assert f"can't write to the output folder {inputs[1]}: it is a file, not a folder" in _one_error_line(r.stderr)[0]
+    r = run_cli("estimate", "-o", tmp_path, *inputs)
+    assert r.returncode == 2 and f"-o {tmp_path} is a folder: name the profile file" in _one_error_line(r.stderr)[0]
