@@ -17,7 +17,7 @@ from . import __version__, imageio
 from .devices import DEVICES, resolve_device
 from .errors import KireiError
 from .estimate import estimate_profile
-from .pipeline import METHODS, SCALES, Options, check_profile_size, default_method, restore_picture
+from .pipeline import METHODS, SCALES, Options, check_profile_size, restore_picture
 from .profile import load_profile, save_profile
 from .protocol import DEFAULT_MAX_BODY_MB, DEFAULT_MAX_PIXELS
 from .tiling import DEFAULT_TILE
@@ -114,10 +114,14 @@ def _identities(path):
     return ids
 
 
-def _overwritten_input(out, inputs):
+def _owners(inputs):
+    """{identity: input} (see _identities), to find the input a path would overwrite."""
+    return {i: p for p in reversed(inputs) for i in _identities(p)}
+
+
+def _overwritten_input(out, owners):
     """The input that writing `out` would overwrite, or None."""
-    ids = _identities(out)
-    return next((p for p in inputs if ids & _identities(p)), None)
+    return next((owners[i] for i in _identities(out) if i in owners), None)
 
 
 def plan_outputs(inputs, folder):
@@ -126,10 +130,10 @@ def plan_outputs(inputs, folder):
     Every planned output is checked against every input (same path or same file) before anything
     is written: with a.jpg and a.png in D, `-o D D` must not write the restored a.jpg over a.png.
     """
-    plan, errors, planned = {}, [], set()
+    plan, errors, planned, owners = {}, [], set(), _owners(inputs)
     for path in inputs:
         out = os.path.join(folder, os.path.splitext(os.path.basename(path))[0] + ".png")
-        victim = _overwritten_input(out, inputs)
+        victim = _overwritten_input(out, owners)
         if victim is not None:
             which = "this input" if victim == path else f"the input {victim}"
             errors.append(f"{path}: its output {out} would overwrite {which}; choose another -o folder")
@@ -216,6 +220,24 @@ def _blind_profiles(paths, method):
     return profiles
 
 
+def choose_method(requested):
+    """--method as given (learned: one clear error if its weights are missing or damaged), else
+    the default: learned when its weights are whole, classic otherwise, with a warning when
+    they are there but damaged (weights merely not installed are the documented fallback)."""
+    from .weights_io import DEFAULT_MODEL, verify, weights_path
+    if requested == "classic":
+        return requested
+    try:
+        verify()
+        return "learned"
+    except KireiError as e:
+        if requested == "learned":
+            raise
+        if os.path.exists(weights_path(DEFAULT_MODEL)):
+            say(f"warning: {e}; restoring with the classic method")
+        return "classic"
+
+
 def cmd_restore(args):
     inputs = expand_inputs(args.inputs)
     if not inputs:
@@ -224,10 +246,7 @@ def cmd_restore(args):
     if args.tile < 16:
         raise KireiError(f"--tile must be at least 16 pixels, not {args.tile}")
     profile = load_profile(args.profile) if args.profile else None
-    method = args.method or default_method()
-    if method == "learned":
-        from .weights_io import verify
-        verify()  # missing or damaged weights: one clear error
+    method = choose_method(args.method)
     plan, refused = plan_outputs(inputs, args.output)
     for message in refused:
         say(f"error: {message}")
@@ -295,7 +314,7 @@ def cmd_estimate(args):
     if os.path.isdir(args.output):
         raise KireiError(f"-o {args.output} is a folder: name the profile file to write, e.g. "
                          f"{os.path.join(args.output, 'profile.png')}")
-    victim = _overwritten_input(args.output, args.inputs)
+    victim = _overwritten_input(args.output, _owners(args.inputs))
     if victim is not None:
         raise KireiError(f"the profile {args.output} would overwrite the input {victim}")
     if len(args.inputs) < MIN_PICTURES:

@@ -276,3 +276,21 @@ def test_an_output_of_the_wrong_kind_is_a_clear_line(tmp_path, inputs):
     assert f"can't write to the output folder {inputs[1]}: it is a file, not a folder" in _one_error_line(r.stderr)[0]
     r = run_cli("estimate", "-o", tmp_path, *inputs)
     assert r.returncode == 2 and f"-o {tmp_path} is a folder: name the profile file" in _one_error_line(r.stderr)[0]
+
+
+def test_damaged_weights_are_never_used(tmp_path, monkeypatch, capsys):
+    from core import weights_io
+    from core.cli import choose_method
+    from core.errors import KireiError
+    assert choose_method(None) == "learned"
+    for ext in (".safetensors", ".json"):
+        data = open(weights_io.weights_path(weights_io.DEFAULT_MODEL, ext), "rb").read()
+        (tmp_path / ("kirei-x2" + ext)).write_bytes(data[:len(data) // 2] if ext == ".safetensors" else data)
+    monkeypatch.setattr(weights_io, "WEIGHTS_DIR", str(tmp_path))
+    with pytest.raises(KireiError, match="are damaged .*sha256"):
+        choose_method("learned")
+    assert choose_method(None) == "classic"
+    assert "warning: the model's weights" in capsys.readouterr().err
+    os.remove(tmp_path / "kirei-x2.safetensors")  # not installed: the documented fallback, quietly
+    assert choose_method(None) == "classic" and capsys.readouterr().err == ""
+    assert choose_method("classic") == "classic"
