@@ -3,7 +3,8 @@
 Inside the engine a picture is float32 H x W x C in [0, 1] with C = 1 (grey), 2 (grey + alpha),
 3 (RGB) or 4 (RGBA), plus the bit depth it came in (8, 16, or 32 for float) so that the result
 is written back the same way. Pillow reads and writes 8-bit files and float TIFFs; 16-bit PNGs
-(which Pillow reduces to 8 bit in colour) go through pypng.
+(which Pillow reduces to 8 bit in colour) go through pypng. A picture's size is read from its
+header and checked (MAX_PIXELS, or a caller's smaller bound) before anything is decoded.
 """
 import io
 import os
@@ -178,6 +179,7 @@ def read_size(source, name=None):
 
 
 def check_pixels(name, width, height, max_pixels=MAX_PIXELS):
+    """Refuse a picture of width x height larger than max_pixels, before it is decoded."""
     if width * height > max_pixels:
         raise KireiError(f"{name} is {width}x{height} = {width * height / 1e6:.1f} megapixels, "
                          f"more than Kirei reads ({max_pixels / 1e6:g})")
@@ -197,7 +199,10 @@ def load_picture(source, max_pixels=None, name=None):
             arr, bit_depth = _read_png16(reader), 16
         else:
             arr, bit_depth = _pillow_to_array(im)
-    pixels = to_float(arr)
+    try:
+        pixels = to_float(arr)
+    except KireiError as e:  # a float TIFF holding NaN
+        raise KireiError(f"{name}: {e}") from None
     if orientation in _ORIENT:
         pixels = np.ascontiguousarray(_ORIENT[orientation](pixels))
     return Picture(pixels, bit_depth=bit_depth, icc_profile=icc, format=fmt)

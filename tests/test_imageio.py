@@ -231,3 +231,11 @@ def test_huge_finite_floats_never_come_back_as_nan(method):
     from core.pipeline import restore_pixels
     out = restore_pixels(px, None, Options(scale=2, method=method, device="cpu"))
     assert np.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
+
+
+def test_a_float_tiff_holding_nan_is_one_clear_error(tmp_path):
+    arr = np.full((4, 6), 0.5, np.float32)
+    arr[1, 2] = np.nan
+    Image.fromarray(arr, "F").save(tmp_path / "nan.tif")
+    with pytest.raises(KireiError, match="nan.tif: the pixels hold NaN or infinite values"):
+        imageio.load_picture(tmp_path / "nan.tif")
