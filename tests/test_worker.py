@@ -338,7 +338,7 @@ def test_a_slow_worker_is_waited_for_not_replaced(config, monkeypatch):
     record = json.dumps({"url": "http://127.0.0.1:%d" % mute.getsockname()[1], "pid": os.getpid(),
                          "token_file": str(token)})
     (config / "worker.json").write_text(record)
-    monkeypatch.setattr(kc, "HEALTH_TIMEOUT", 0.5)
+    monkeypatch.setattr(kc, "HEALTH_TIMEOUT", 0.5, raising=False)
     try:
         with pytest.raises(kc.WorkerBusy, match="busy"):
             kc.Client(config=str(config)).connect()
