@@ -14,6 +14,8 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 
+from .errors import KireiError
+
 
 @dataclass
 class Limits:
@@ -33,8 +35,13 @@ class Limits:
         for item in filter(None, (part.strip() for part in text.split(","))):
             name, _, value = item.partition("=")
             if name not in kinds:
-                raise ValueError(f"KIREI_WORKER_LIMITS: unknown limit {name!r} (known: {', '.join(kinds)})")
-            values[name] = (int if kinds[name] in (int, "int") else float)(value)
+                raise KireiError(f"KIREI_WORKER_LIMITS: unknown limit {name!r} (known: {', '.join(kinds)})")
+            try:
+                values[name] = (int if kinds[name] in (int, "int") else float)(value)
+            except ValueError:
+                raise KireiError(f"KIREI_WORKER_LIMITS: {name} must be a number, got {value!r}") from None
+            if values[name] <= 0:
+                raise KireiError(f"KIREI_WORKER_LIMITS: {name} must be above 0, got {value!r}")
         return cls(**values)
 
     def within_open_file_limit(self):

@@ -376,6 +376,28 @@ def test_a_flood_of_connections_neither_locks_out_nor_fills_the_log(tmp_path):
                 s.close()
 
 
+def test_the_log_is_rate_limited(monkeypatch):
+    import logging
+
+    from core import limits
+    now = [0.0]
+    monkeypatch.setattr(limits.time, "monotonic", lambda: now[0])
+    keep = limits.RateLimitedLog(burst=3, period=60)
+    records = [logging.LogRecord("x", logging.ERROR, __file__, 1, "boom %d", (i,), None) for i in range(11)]
+    assert [keep.filter(r) for r in records[:10]] == [True] * 3 + [False] * 7
+    now[0] = 61.0
+    assert keep.filter(records[10]) and records[10].getMessage() == "(7 log messages left out in the last 60 s) boom 10"
+
+
+def test_limits_from_the_environment():
+    from core.errors import KireiError
+    from core.limits import Limits
+    assert Limits.from_environment({"KIREI_WORKER_LIMITS": "queue=3, lease=2.5"}) == Limits(queue=3, lease=2.5)
+    for bad in ("nope=1", "queue=x", "idle=0"):
+        with pytest.raises(KireiError, match="KIREI_WORKER_LIMITS"):
+            Limits.from_environment({"KIREI_WORKER_LIMITS": bad})
+
+
 # ---------------------------------------------------------------- section 7: token, host, clients
 def test_token_files_and_folders_are_private(tmp_path):
     folder = tmp_path / "new" / "kirei"
