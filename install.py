@@ -43,6 +43,7 @@ APP_NAMES = {"gimp": "GIMP", "krita": "Krita"}  # by the kind recorded for each 
 
 sys.path.insert(0, PROJECT)
 from core import client  # noqa: E402  standard library only, like this script (the plugins carry it)
+from core.digest import file_sha256  # noqa: E402  standard library only
 
 
 # ---------------------------------------------------------------- the engine
@@ -53,8 +54,7 @@ def venv_python():
 
 
 def _pyproject_digest():
-    with open(os.path.join(PROJECT, "pyproject.toml"), "rb") as fh:
-        return hashlib.sha256(fh.read()).hexdigest()
+    return file_sha256(os.path.join(PROJECT, "pyproject.toml"))
 
 
 def _installed():
@@ -208,14 +208,6 @@ def _files(src_dir):
 def _read(path):
     with open(path, "rb") as fh:
         return fh.read()
-
-
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def plan(places, gimp_dirs, krita_dirs, python):
@@ -490,14 +482,14 @@ def file_faults(places, manifest):
         for path, digest in sorted(rec["sha256"].items()):
             if not os.path.isfile(path):
                 faults.append(f"{path} is missing: {fix}")
-            elif _sha256(path) != digest:
+            elif file_sha256(path) != digest:
                 faults.append(f"{path} is not the file that was installed (changed or damaged): {fix}")
     return faults
 
 
 def weights_faults(project):
     """Each shipped model (core/weights/NAME.json + NAME.safetensors) whose weights are missing or not
-    the ones its record's sha256 names. Hashed here with hashlib: install.py runs without torch."""
+    the ones its record's sha256 names. Hashed without torch (core/digest.py), which install.py runs without."""
     faults = []
     for record in sorted(glob.glob(os.path.join(project, "core", "weights", "*.json"))):
         weights = record[:-len(".json")] + ".safetensors"
@@ -510,7 +502,7 @@ def weights_faults(project):
             continue
         if not os.path.isfile(weights):
             faults.append(f"the model's weights {weights} are missing: {fix}")
-        elif digest and _sha256(weights) != digest:
+        elif digest and file_sha256(weights) != digest:
             faults.append(f"the model's weights {weights} are damaged (not the sha256 in {record}): {fix}")
     return faults
 

@@ -3,7 +3,6 @@ scale, version, training record, scorer figures, and the sha256 of the .safetens
 Loaded with safetensors: never unpickled; checked whole (sha256, finite values) before use.
 """
 import functools
-import hashlib
 import json
 import os
 
@@ -11,6 +10,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from .digest import file_sha256
 from .errors import KireiError
 from .net import ARCHITECTURE, KireiNet
 
@@ -25,11 +25,6 @@ def weights_path(name, ext=".safetensors"):
     if os.path.sep not in base and "/" not in base:
         base = os.path.join(WEIGHTS_DIR, base)
     return base + ext
-
-
-def file_sha256(path):
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def save_weights(model, name, record):
