@@ -369,11 +369,14 @@ class Client(object):
         return self.connect()
 
     def restore(self, pixels, width, height, channels, dtype, offset=(0, 0), mask=None, mask_dtype="uint8",
-                scale=2, watermark="blind", profile=None, tile=None, progress=None, cancel=None, timeout=None):
+                scale=2, watermark="blind", profile=None, tile=None, progress=None, cancel=None, timeout=None,
+                image_size=None):
         """Restore a region; see docs/protocol.md for the meaning of each field.
 
         pixels: bytes, H x W x C little-endian of dtype ("uint8", "uint16", "float32"), alpha last.
         mask: bytes, H x W of mask_dtype (soft selection), or None. profile: path of a profile PNG.
+        image_size: (width, height) of the whole picture (document, image): a profile of another size
+        is refused at once. Without it the profile must at least cover the region at its offset.
         progress(fraction) is called as the job advances; setting the `cancel` event cancels it.
         Returns a Result; raises a KireiClientError subclass with a message for the user.
         """
@@ -397,6 +400,8 @@ class Client(object):
             blobs.append(data)
         if tile:
             header["tile"] = tile
+        if image_size:
+            header["image_size"] = [int(image_size[0]), int(image_size[1])]
         body = pack(header, blobs)
         self.connect()
         status, _, data = self._request("POST", "/v1/jobs", body, JOB_TYPE, timeout=max(self.timeout, 60))

@@ -243,6 +243,15 @@ def test_a_profile_of_another_size_is_refused(worker):
     _request(worker, "DELETE", f"/v1/jobs/{job}")
 
 
+def test_the_client_sends_the_pictures_size(worker, tmp_path):
+    path = tmp_path / "profile.png"
+    path.write_bytes(_profile_png(40, 60))  # transposed
+    px = np.zeros((40, 60, 3), np.uint8)
+    with pytest.raises(kc.JobFailed, match="60x40 but the watermark profile is 40x60"):
+        worker.client().restore(px.tobytes(), 60, 40, 3, "uint8", watermark="profile", profile=str(path),
+                                image_size=(60, 40))
+
+
 def test_the_profile_is_decoded_by_the_runner_not_the_request(worker):
     """A profile whose header is right is taken at once (its pixels are decoded when the job runs,
     off the event loop): broken pixels fail the job with the reason."""
