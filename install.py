@@ -338,14 +338,13 @@ def _record(places, manifest, writes, made, token):
 
 
 # ---------------------------------------------------------------- the local worker
-RUNTIME_FILES = ("worker.json", "worker.log")  # what the plugins' client writes beside the settings
 STOP_WAIT = 30  # seconds a worker gets to exit after SIGTERM (it cancels its jobs first), then SIGKILL
 CHECK_TIMEOUT = 300  # seconds for a worker to start and answer (a first start imports torch from a cold disk)
 SELF_CHECK_TIMEOUT = 600  # ... and to restore the sample on a slow CPU
 
 
 def _worker_file(places):
-    return os.path.join(places.config_dir(), "worker.json")
+    return os.path.join(places.config_dir(), client.WORKER_FILE)
 
 
 def _command_line(pid):
@@ -434,7 +433,7 @@ def uninstall(places, say=print):
         return 0
     manifest = _load_manifest(places)
     _stop_worker(places)
-    runtime = [os.path.join(places.config_dir(), f) for f in RUNTIME_FILES]
+    runtime = [os.path.join(places.config_dir(), f) for f in client.RUNTIME_FILES]
     for f in manifest["files"] + runtime + [path]:
         if os.path.exists(f):
             os.remove(f)

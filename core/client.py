@@ -43,6 +43,9 @@ START_TIMEOUT = 120.0  # a first start imports torch, which can take a while on 
 POLL_SECONDS = 0.5
 HEALTH_TIMEOUT = 10.0
 HEALTH_TRIES = 3  # a recorded worker that is alive but this slow to answer is busy, never replaced
+# what the client keeps in the config folder beside settings.json and the token (install.py removes them)
+WORKER_FILE, WORKER_LOG, WORKER_LOCK = "worker.json", "worker.log", "worker.lock"
+RUNTIME_FILES = (WORKER_FILE, WORKER_LOG, WORKER_LOCK)
 
 
 class KireiClientError(Exception):
@@ -283,6 +286,12 @@ class Client(object):
                     self.url = None
             return self._reuse_or_start()
 
+    def probe(self):
+        """The serving worker's health report, or None when no local worker is running. Unlike
+        connect() it never starts one: for status displays, which must not start a worker to ask."""
+        with self._lock:
+            return self._health() if not self.local else self._reuse()
+
     def _health(self):
         status, _, data = self._request("GET", "/v1/health", timeout=HEALTH_TIMEOUT)
         info = self._checked(status, data)
@@ -293,13 +302,13 @@ class Client(object):
         return info
 
     def _worker_file(self):
-        return os.path.join(self.config, "worker.json")
+        return os.path.join(self.config, WORKER_FILE)
 
     def _reuse_or_start(self):
         info = self._reuse()
         if info is not None:
             return info
-        with _StartLock(os.path.join(self.config, "worker.lock"), self._reuse) as lock:
+        with _StartLock(os.path.join(self.config, WORKER_LOCK), self._reuse) as lock:
             if lock.found is not None:  # another plugin started one meanwhile
                 return lock.found
             return self._start()
@@ -336,7 +345,7 @@ class Client(object):
             raise CoreNotInstalled("Kirei's engine is not installed (no settings in %s): run `python3 install.py` "
                                    "in the Kirei folder" % self.config)
         token_file = os.path.join(self.config, "token")
-        log_path = os.path.join(self.config, "worker.log")
+        log_path = os.path.join(self.config, WORKER_LOG)
         make_private_dir(self.config)
         cmd = [settings["python"], "-m", "core", "serve", "--port", "0", "--token-file", token_file,
                "--idle-exit", str(settings.get("idle_exit", DEFAULT_IDLE_EXIT))]

@@ -75,6 +75,9 @@ def _check(output, folder, sources, cases):
         assert got["layers"][0].startswith("Kirei") and got["layers"][1] == "Background"
         assert got["source_unchanged"] and got["undo_balanced"] and got["image_size"] == [W * s, H * s]
     assert "profile" in res["error"] and res["error_left_image"]
+    # the plug-in tells the worker the image's size, so a profile of another size is refused
+    assert f"{W}x{H}" in res["wrong_size_profile"] and "8x8" in res["wrong_size_profile"], res["wrong_size_profile"]
+    assert res["wrong_size_profile_left_image"]
     changed = res["changed"]  # the image changed during the run: left as the user left it
     assert changed["deleted"]["error"] == "The layer was deleted during the run: the image is unchanged."
     assert changed["deleted"]["layers"] == [] and changed["deleted"]["size"] == [8, 8]

@@ -64,6 +64,13 @@ def main():
         out["error"] = str(e)
     out["error_left_image"] = [l.name for l in image.layers] == ["Background"] and image.width == 8 \
         and image.undo_groups == 0
+    # a profile made for pictures of another size (it covers this small image): the worker refuses it
+    try:
+        run(image, layer, 1, 1, [c["profile"] for c in job["cases"] if c.get("profile")][0])
+        out["wrong_size_profile"] = "no error"
+    except RuntimeError as e:
+        out["wrong_size_profile"] = str(e)
+    out["wrong_size_profile_left_image"] = [l.name for l in image.layers] == ["Background"] and image.width == 8
     out["changed"] = changed_during_the_run(gimpfu, run)
     out["messages"] = gimpfu.gimp.messages
     print(json.dumps(out, sort_keys=True))

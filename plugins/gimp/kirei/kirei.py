@@ -145,7 +145,7 @@ class Job(object):
     def send(self, client, scale, mode, profile, progress=None, cancel=None):
         """The worker's part: may run on any thread, touches nothing of GIMP's."""
         return restore(client, self.pixels, self.width, self.height, self.channels, self.dtype, self.offset,
-                       self.mask, scale, mode, profile, progress=progress, cancel=cancel)
+                       self.mask, scale, mode, profile, self.size, progress=progress, cancel=cancel)
 
 
 def _layer_there(image, drawable):

@@ -55,14 +55,15 @@ def region(layer_x, layer_y, layer_w, layer_h, selection=None):
     return x0, y0, x3 - x0, y3 - y0
 
 
-def restore(client, pixels, width, height, channels, dtype, offset, mask, scale, mode, profile, progress=None,
-            cancel=None):
-    """Send a region to the worker; the client's errors become PluginErrors with their message."""
+def restore(client, pixels, width, height, channels, dtype, offset, mask, scale, mode, profile, image_size,
+            progress=None, cancel=None):
+    """Send a region to the worker (image_size: the whole image's, against which the worker checks the
+    profile); the client's errors become PluginErrors with their message."""
     from kirei_client import Cancelled as ClientCancelled, KireiClientError
     try:
         return client.restore(pixels, width, height, channels, dtype, offset=offset, mask=mask, scale=scale,
-                              watermark=mode, profile=profile if mode == "profile" else None, progress=progress,
-                              cancel=cancel)
+                              watermark=mode, profile=profile if mode == "profile" else None,
+                              image_size=image_size, progress=progress, cancel=cancel)
     except ClientCancelled:
         raise Cancelled("Cancelled" + UNCHANGED)
     except KireiClientError as e:

@@ -75,7 +75,7 @@ def kirei_restore(image, drawable, scale_index=SCALES.index(DEFAULT_SCALE), mode
         mask = _read(image.selection, lx + rx, ly + ry, rw, rh) if selection else None
         gimp.progress_init("Kirei: restoring...")
         result = restore(kirei_client.Client.from_environment(), pixels, rw, rh, channels, "uint8",
-                         (lx + rx, ly + ry), mask, scale, mode, profile, progress=gimp.progress_update)
+                         (lx + rx, ly + ry), mask, scale, mode, profile, size_then, progress=gimp.progress_update)
         _apply(image, drawable, size_then, (lx + rx, ly + ry, rw, rh), result, scale, mode, channels)
     except PluginError as e:
         gimp.message("Kirei: %s" % e)

@@ -170,18 +170,12 @@ class Controller(QObject):
 
 
 def status_line(client):
-    """One line on the worker that serves `client` (any thread). Never starts a worker: a local
-    client asks only a worker recorded in worker.json whose process is alive."""
+    """One line on the worker that serves `client` (any thread); never starts a worker to ask."""
     try:
-        if client.local:
-            rec = kc._read_json(os.path.join(client.config, "worker.json"))
-            if not rec or not kc._pid_alive(rec.get("pid")):
-                return "Worker: local, starts when needed"
-            client, where = kc.Client(url=rec.get("url"), token=kc.read_token(rec.get("token_file")),
-                                      config=client.config, timeout=10), "local"
-        else:
-            where = "remote, " + client.url
-        info = client.health()
+        info = client.probe()
+        if info is None:
+            return "Worker: local, starts when needed"
+        where = "local" if client.local else "remote, " + client.url
         return "Worker: %s (%s)" % (info.get("device_name", info.get("device")), where)
     except kc.KireiClientError as e:
         return "Worker: %s" % e

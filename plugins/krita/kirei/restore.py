@@ -188,4 +188,4 @@ def send(client, region, scale, watermark, profile, progress=None, cancel=None):
     """The worker's part: may run on any thread, touches no Krita object."""
     return client.restore(region.pixels, region.width, region.height, region.channels, region.dtype,
                           offset=(region.x, region.y), mask=region.mask, scale=scale, watermark=watermark,
-                          profile=profile, progress=progress, cancel=cancel)
+                          profile=profile, image_size=region.canvas, progress=progress, cancel=cancel)
