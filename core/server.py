@@ -41,7 +41,8 @@ from .region import restore_region
 log = logging.getLogger("kirei.worker")
 
 MAX_WAIT = 30.0  # longest a result request is held open (well under Limits.lease)
-BLIND_NOTICE = ("blind removal needs the learned model, whose weights are missing from this install: "
+BLIND_NOTICE = ("blind removal needs the learned model, whose weights are missing or damaged in this install "
+                "(see worker.log): "
                 "the picture was upscaled only. Choose a watermark profile to remove a known watermark.")
 
 
