@@ -440,6 +440,15 @@ async def _serve(sock, worker, max_body):
     worker.parser.shutdown(wait=False, cancel_futures=True)
 
 
+def _say_if_the_model_is_unusable():
+    """Why the learned method isn't offered (missing or damaged weights), once, in worker.log."""
+    from .weights_io import verify
+    try:
+        verify()
+    except KireiError as e:
+        log.warning("%s: blind jobs are upscaled only", e)
+
+
 def serve(host="127.0.0.1", port=0, token_file=None, idle_exit=0, device="auto", max_pixels=DEFAULT_MAX_PIXELS,
           max_body_mb=DEFAULT_MAX_BODY_MB):
     limits = Limits.from_environment().within_open_file_limit()
@@ -448,6 +457,7 @@ def serve(host="127.0.0.1", port=0, token_file=None, idle_exit=0, device="auto",
         handler.addFilter(RateLimitedLog(limits.log_burst, limits.log_period))
     token = load_or_create_token(token_file or os.path.join(client.config_dir(), "token"))
     dev = resolve_device(device)
+    _say_if_the_model_is_unusable()
     sock = bind(host, port)
 
     async def main():

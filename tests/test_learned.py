@@ -232,3 +232,16 @@ def test_damaged_default_weights_are_not_advertised(tmp_path, monkeypatch):
         fh.truncate(1000)
     monkeypatch.setattr(weights_io, "WEIGHTS_DIR", str(tmp_path))
     assert default_method() == "classic"
+
+
+def test_the_worker_logs_why_the_model_is_not_offered(tmp_path, monkeypatch, caplog):
+    """Its blind notice sends the user to worker.log: the reason must be there."""
+    from core.server import _say_if_the_model_is_unusable
+    name = _copy_shipped(tmp_path)
+    with open(weights_io.weights_path(name), "r+b") as fh:
+        fh.truncate(1000)
+    monkeypatch.setattr(weights_io, "WEIGHTS_DIR", str(tmp_path))
+    with caplog.at_level("WARNING", logger="kirei.worker"):
+        _say_if_the_model_is_unusable()
+    assert "damaged" in caplog.text or "sha256" in caplog.text, caplog.text
+    assert "upscaled only" in caplog.text
