@@ -2,6 +2,7 @@ import os
 import shutil
 import subprocess
 import sys
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -93,6 +94,26 @@ def stamped_set(watermark):
     alpha, color = watermark
     clean = [picture(120, 160, seed) for seed in range(20)]
     return [quantise(stamp(c, alpha, color)) for c in clean], clean
+
+
+@contextmanager
+def virtual_display(screen="1024x768x24"):
+    """An X server (Xvfb) for the block: yields its DISPLAY (":N"), or "" where there is no Xvfb
+    (CI must have one); ended, and waited for, when the block ends."""
+    if not shutil.which("Xvfb"):
+        assert not os.environ.get("KIREI_REQUIRE_HOSTS"), "CI must provide Xvfb"
+        yield ""
+        return
+    rfd, wfd = os.pipe()
+    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(wfd), "-screen", "0", screen, "-nolisten", "tcp"],
+                            pass_fds=(wfd,), stderr=subprocess.DEVNULL)
+    os.close(wfd)
+    try:
+        with os.fdopen(rfd) as fh:
+            yield ":" + fh.readline().strip()
+    finally:
+        xvfb.kill()
+        xvfb.wait()
 
 
 def run_cli(*args, cwd=ROOT, timeout=600):

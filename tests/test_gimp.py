@@ -15,7 +15,7 @@ from core.blend import stamp
 from core.pipeline import Options
 from core.profile import Profile, load_profile, save_profile
 from core.region import restore_region
-from tests.conftest import ROOT, RunningWorker, picture
+from tests.conftest import virtual_display, ROOT, RunningWorker, picture
 
 CHROOT = os.environ.get("KIREI_GIMP3_CHROOT", "/var/cache/kirei-ci/gimp3-trixie")
 
@@ -65,19 +65,6 @@ def _expected(case, src, work):
                           options=Options(scale=s))
 
 
-def _xvfb():
-    """(an Xvfb process, its DISPLAY), or (None, "") where there is no Xvfb (required in CI)."""
-    if not shutil.which("Xvfb"):
-        assert not os.environ.get("KIREI_REQUIRE_HOSTS"), "CI must provide Xvfb"
-        return None, ""
-    rfd, wfd = os.pipe()
-    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(wfd), "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
-                            pass_fds=(wfd,), stderr=subprocess.DEVNULL)
-    os.close(wfd)
-    with os.fdopen(rfd) as fh:
-        return xvfb, ":" + fh.readline().strip()
-
-
 def test_plugin_in_real_gimp3(tmp_path):
     if not os.path.exists(os.path.join(CHROOT, ".kirei-ready")):
         assert not os.environ.get("KIREI_REQUIRE_HOSTS"), f"CI built no GIMP 3 chroot at {CHROOT}"
@@ -91,24 +78,23 @@ def test_plugin_in_real_gimp3(tmp_path):
     for f in ("test_in_gimp.py", "gimp_pytest.py"):
         shutil.copy(os.path.join(ROOT, "tests", "gimp", f), work)
     worker = RunningWorker(tmp_path / "worker-files")
-    xvfb, display = _xvfb()  # the plug-in's window (Cancel) is tested where there is an X server
-    try:
-        shutil.copy(worker.token_file, os.path.join(work, "token"))
-        env = dict(os.environ, PASS_ENV="GIMP3_DIRECTORY KIREI_SERVER_URL KIREI_TOKEN_FILE PYTEST_ARGS DISPLAY",
-                   GIMP3_DIRECTORY="/project/gimp3-home", KIREI_SERVER_URL=worker.url,
-                   KIREI_TOKEN_FILE="/project/token", PYTEST_ARGS="-q -rA /project/test_in_gimp.py", DISPLAY=display)
-        p = subprocess.run(["timeout", "600", os.path.join(ROOT, "tests", "gimp", "gimp3-run.sh"), CHROOT, work,
-                            "gimp-console-3.0", "-i", "--batch-interpreter=python-fu-eval", "-b",
-                            "exec(open('/project/gimp_pytest.py').read())", "--quit"],
-                           env=env, capture_output=True, text=True)
-    finally:
-        worker.stop()
-        if xvfb:
-            xvfb.kill()
-            xvfb.wait()
+    # the plug-in's window (Cancel) is tested where there is an X server
+    with virtual_display() as display:
+        try:
+            shutil.copy(worker.token_file, os.path.join(work, "token"))
+            env = dict(os.environ, PASS_ENV="GIMP3_DIRECTORY KIREI_SERVER_URL KIREI_TOKEN_FILE PYTEST_ARGS DISPLAY",
+                       GIMP3_DIRECTORY="/project/gimp3-home", KIREI_SERVER_URL=worker.url,
+                       KIREI_TOKEN_FILE="/project/token", PYTEST_ARGS="-q -rA /project/test_in_gimp.py",
+                       DISPLAY=display)
+            p = subprocess.run(["timeout", "600", os.path.join(ROOT, "tests", "gimp", "gimp3-run.sh"), CHROOT, work,
+                                "gimp-console-3.0", "-i", "--batch-interpreter=python-fu-eval", "-b",
+                                "exec(open('/project/gimp_pytest.py').read())", "--quit"],
+                               env=env, capture_output=True, text=True)
+        finally:
+            worker.stop()
     out = p.stdout + p.stderr
     assert p.returncode == 0, out[-6000:]
-    assert f"{len(cases) + 7 + bool(xvfb)} passed" in out, out[-3000:]
+    assert f"{len(cases) + 7 + bool(display)} passed" in out, out[-3000:]
     for case in cases:
         src = sources[case["input"]]
         want = _expected(case, src, work)

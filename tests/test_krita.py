@@ -17,7 +17,7 @@ from core.blend import stamp
 from core.pipeline import Options
 from core.profile import Profile, load_profile, save_profile
 from core.region import restore_region
-from tests.conftest import ROOT, RunningWorker, picture
+from tests.conftest import ROOT, RunningWorker, picture, virtual_display
 
 KRITARUNNER = shutil.which("kritarunner")
 CACHE = os.environ.get("KIREI_CI_CACHE", "/var/cache/kirei-ci")
@@ -168,37 +168,30 @@ def test_plugin_in_krita_gui(krita_worker, tmp_path):
     rgba = np.dstack([rgba, np.full((64, 96), 255, np.uint8)])
     rgba[..., [2, 1, 0, 3]].tofile(os.path.join(out, "input.raw"))  # Krita's B,G,R,A
 
-    rfd, wfd = os.pipe()
-    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(wfd), "-screen", "0", "1600x1000x24", "-nolisten", "tcp"],
-                            pass_fds=(wfd,), stderr=subprocess.DEVNULL)
-    os.close(wfd)
-    krita = None
-    try:
-        display = os.read(rfd, 16).decode().strip()
-        env["DISPLAY"] = ":" + display
+    with virtual_display("1600x1000x24") as display:
+        env["DISPLAY"] = display
         with open(os.path.join(out, "krita.log"), "wb") as log:
             krita = subprocess.Popen(["krita", "--nosplash"], env=env, stdout=log, stderr=log)
-        result = os.path.join(out, "result.json")
         try:
-            krita.wait(300)
+            krita.wait(300)  # the guitest plugin quits Krita when it is done
         except subprocess.TimeoutExpired:
             pass
-        assert os.path.exists(result), open(os.path.join(out, "krita.log"), errors="replace").read()[-3000:]
-        res = json.load(open(result))
-        assert "traceback" not in res, res["traceback"]
-        assert res["docker_found"] and res["docker_title"] == "Kirei" and res["action_found"]
-        assert res["size"] == [192, 128]
-        assert res["layers"][-1].startswith("Kirei x2"), res["layers"]
-        assert res["grab_saved"] and os.path.getsize(os.path.join(out, "krita-window.png")) > 10000
-        assert "Done in" in res["message"] or "upscaled only" in res["message"], res["message"]
-        got = np.fromfile(os.path.join(out, "new_layer.raw"), np.uint8).reshape(128, 192, 4)[..., [2, 1, 0, 3]]
-        want = restore_region(rgba, options=Options(scale=2, blind=True)).pixels  # the docker ran blind
-        np.testing.assert_array_equal(got, want)
-        # Edit > Undo takes the document back exactly: the scaling and the new layer
-        assert res["after_undo"] == {"size": [96, 64], "layers": ["Background"], "pixels_equal": True}, res
-        print("undo steps for a x2 restore:", res["undo_steps"])
-    finally:
-        if krita and krita.poll() is None:
-            krita.kill()
-        xvfb.kill()
-        os.close(rfd)
+        finally:
+            if krita.poll() is None:
+                krita.kill()
+                krita.wait()
+    result = os.path.join(out, "result.json")
+    assert os.path.exists(result), open(os.path.join(out, "krita.log"), errors="replace").read()[-3000:]
+    res = json.load(open(result))
+    assert "traceback" not in res, res["traceback"]
+    assert res["docker_found"] and res["docker_title"] == "Kirei" and res["action_found"]
+    assert res["size"] == [192, 128]
+    assert res["layers"][-1].startswith("Kirei x2"), res["layers"]
+    assert res["grab_saved"] and os.path.getsize(os.path.join(out, "krita-window.png")) > 10000
+    assert "Done in" in res["message"] or "upscaled only" in res["message"], res["message"]
+    got = np.fromfile(os.path.join(out, "new_layer.raw"), np.uint8).reshape(128, 192, 4)[..., [2, 1, 0, 3]]
+    want = restore_region(rgba, options=Options(scale=2, blind=True)).pixels  # the docker ran blind
+    np.testing.assert_array_equal(got, want)
+    # Edit > Undo takes the document back exactly: the scaling and the new layer
+    assert res["after_undo"] == {"size": [96, 64], "layers": ["Background"], "pixels_equal": True}, res
+    print("undo steps for a x2 restore:", res["undo_steps"])
