@@ -109,8 +109,12 @@ def virtual_display(screen="1024x768x24"):
                             pass_fds=(wfd,), stderr=subprocess.DEVNULL)
     os.close(wfd)
     try:
+        import select
         with os.fdopen(rfd) as fh:
-            yield ":" + fh.readline().strip()
+            ready, _, _ = select.select([fh], [], [], 60)
+            number = fh.readline().strip() if ready else ""
+        assert number.isdigit(), f"Xvfb didn't start (it said {number!r})"
+        yield ":" + number
     finally:
         xvfb.kill()
         xvfb.wait()

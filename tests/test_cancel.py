@@ -58,6 +58,14 @@ def test_raising_in_progress_stops_a_single_tile_run_midway():
     assert len(calls) == 5 and all(f == 0.0 for f in calls)
 
 
+def _until(condition, what, seconds=300):
+    """Wait for condition() (a guard against hanging CI, not a timing assertion)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"still waiting, after {seconds} s, for {what}"
+        time.sleep(0.02)
+
+
 def _state(worker, job_id):
     c = Client(url=worker.url, token=worker.token)
     status, _, data = c._request("GET", "/v1/jobs/%s" % job_id)
@@ -76,14 +84,11 @@ def test_a_cancelled_single_tile_job_stops_running(worker):
     status, _, data = c._request("POST", "/v1/jobs", body, JOB_TYPE)
     assert status == 202, data
     job = json.loads(data)["id"]
-    while _state(worker, job)["state"] == "queued":
-        time.sleep(0.02)
+    _until(lambda: _state(worker, job)["state"] != "queued", "the job to start")
     status, _, _ = c._request("DELETE", "/v1/jobs/%s" % job)
     assert status == 200
+    _until(lambda: _state(worker, job)["state"] != "running", "the cancelled job to stop")
     state = _state(worker, job)
-    while state["state"] == "running":
-        time.sleep(0.05)
-        state = _state(worker, job)
     assert state["state"] == "cancelled", state  # not run on to "done"
     small = (picture(12, 10, seed=1) * 255).astype(np.uint8)
     assert c.restore(small.tobytes(), 12, 10, 3, "uint8", watermark="none").width == 24
