@@ -131,6 +131,11 @@ def _name(source, name):
     return "the picture" if isinstance(source, (bytes, bytearray, memoryview)) else os.fspath(source)
 
 
+def _read_flags():
+    # Windows has no O_NONBLOCK (nor FIFOs to hang on), and opens in text mode without O_BINARY
+    return os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+
+
 @contextmanager
 def _opened(source, name):
     """The picture file as a binary file object. A path is opened without blocking and refused
@@ -139,7 +144,7 @@ def _opened(source, name):
         yield io.BytesIO(source)
         return
     try:
-        fd = os.open(os.fspath(source), os.O_RDONLY | os.O_NONBLOCK)
+        fd = os.open(os.fspath(source), _read_flags())
     except FileNotFoundError:
         raise KireiError(f"{name}: no such file") from None
     except OSError as e:

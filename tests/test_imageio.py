@@ -215,6 +215,24 @@ def test_non_regular_files_are_refused_without_reading_them(tmp_path):
             read(tmp_path / "fifo.png")
 
 
+def test_pictures_are_read_where_os_has_no_o_nonblock_and_in_binary_where_it_has_o_binary(tmp_path, monkeypatch):
+    """Windows: no O_NONBLOCK (os.open would raise AttributeError), and O_BINARY or text mode."""
+    path = tmp_path / "p.png"
+    Image.fromarray(np.arange(48, dtype=np.uint8).reshape(4, 4, 3)).save(path)
+    binary = 1 << 30  # a flag bit no platform's os.open means, standing in for Windows' O_BINARY
+    flags, real_open = [], os.open
+
+    def spy(file, flag, *args, **kw):
+        flags.append(flag)
+        return real_open(file, flag & ~binary, *args, **kw)
+    monkeypatch.delattr(os, "O_NONBLOCK")
+    monkeypatch.setattr(os, "O_BINARY", binary, raising=False)
+    monkeypatch.setattr(os, "open", spy)
+    assert imageio.read_size(path) == (4, 4)
+    assert imageio.load_picture(path).pixels.shape == (4, 4, 3)
+    assert flags and all(f & binary for f in flags)
+
+
 def test_floats_far_out_of_range_are_clipped_and_nan_refused():
     huge = np.array([[[3.4e38, -3.4e38, 0.5]]], np.float32)
     np.testing.assert_array_equal(imageio.to_float(huge), [[[1.0, 0.0, 0.5]]])
