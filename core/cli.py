@@ -120,22 +120,25 @@ def _owners(inputs):
 
 
 def _overwritten_input(out, owners):
-    """The input that writing `out` would overwrite, or None."""
+    """The input (or other file in owners) that writing `out` would overwrite, or None."""
     return next((owners[i] for i in _identities(out) if i in owners), None)
 
 
-def plan_outputs(inputs, folder):
+def plan_outputs(inputs, folder, profile=None):
     """{input: output} for every input that can be written, and an error for each that can't.
 
-    Every planned output is checked against every input (same path or same file) before anything
-    is written: with a.jpg and a.png in D, `-o D D` must not write the restored a.jpg over a.png.
+    Every planned output is checked against every input and the profile (same path or same file)
+    before anything is written: with a.jpg and a.png in D, `-o D D` must not write the restored
+    a.jpg over a.png, nor `--profile D/wm.png -o D D/wm.jpg` the restored wm.jpg over the profile.
     """
-    plan, errors, planned, owners = {}, [], set(), _owners(inputs)
+    plan, errors, planned = {}, [], set()
+    owners = _owners(list(inputs) + ([profile] if profile else []))
     for path in inputs:
         out = os.path.join(folder, os.path.splitext(os.path.basename(path))[0] + ".png")
         victim = _overwritten_input(out, owners)
         if victim is not None:
-            which = "this input" if victim == path else f"the input {victim}"
+            which = ("this input" if victim == path else f"the input {victim}" if victim != profile
+                     else f"the watermark profile {victim}")
             errors.append(f"{path}: its output {out} would overwrite {which}; choose another -o folder")
         elif _identities(out) & planned:
             errors.append(f"{path}: another input already writes {out}; rename one of them")
@@ -247,7 +250,7 @@ def cmd_restore(args):
         raise KireiError(f"--tile must be at least 16 pixels, not {args.tile}")
     profile = load_profile(args.profile) if args.profile else None
     method = choose_method(args.method)
-    plan, refused = plan_outputs(inputs, args.output)
+    plan, refused = plan_outputs(inputs, args.output, args.profile)
     for message in refused:
         say(f"error: {message}")
     with output_folder(args.output):

@@ -211,6 +211,19 @@ def test_outputs_are_checked_against_every_input_before_anything_is_written(tmp_
     assert {p.name: p.read_bytes() for p in d.iterdir()} == before
 
 
+def test_an_output_never_overwrites_the_profile(tmp_path, inputs, profile_file):
+    d = tmp_path / "D"
+    d.mkdir()
+    (d / "wm.png").write_bytes(profile_file.read_bytes())
+    Image.open(inputs[0]).save(d / "wm.jpg")
+    before = {p.name: p.read_bytes() for p in d.iterdir()}
+    r = run_cli("restore", "--profile", d / "wm.png", "--method", "classic", "--scale", "1", "-o", d, d / "wm.jpg")
+    assert r.returncode == 1
+    (err,) = _one_error_line(r.stderr)
+    assert f"its output {d / 'wm.png'} would overwrite the watermark profile {d / 'wm.png'}" in err, err
+    assert {p.name: p.read_bytes() for p in d.iterdir()} == before
+
+
 # ------------------------------------------------------------------ bad input fails alone, in one line
 @pytest.fixture
 def bomb(tmp_path):
