@@ -323,15 +323,18 @@ def install(places, gimp_dirs, krita_dirs, python, dry=False, say=print):
 
 
 def _record(places, manifest, writes, made, token):
-    """Add this run's files to the install record; written only when that changes it."""
+    """Add this run's files to the install record; written only when that changes it. Each plugin
+    folder installed into now gets the sha256 map of this run's files only (a file an older version
+    had is no longer checked); "files" keeps every file ever written, for --uninstall."""
     before = json.dumps(manifest, sort_keys=True)
     manifest["files"] = sorted(set(manifest["files"]) | {w[0] for w in writes} | {token})
     manifest["dirs"] = sorted(set(manifest["dirs"]) | set(made))
+    plugins = {}
     for path, data, _, owner in writes:
         if owner:
             kind, folder = owner
-            rec = manifest["plugins"].setdefault(folder, {"kind": kind, "sha256": {}})
-            rec["sha256"][path] = hashlib.sha256(data).hexdigest()
+            plugins.setdefault(folder, {"kind": kind, "sha256": {}})["sha256"][path] = hashlib.sha256(data).hexdigest()
+    manifest["plugins"].update(plugins)
     if json.dumps(manifest, sort_keys=True) != before:
         with open(_manifest_path(places), "w") as fh:
             json.dump(manifest, fh, indent=1)

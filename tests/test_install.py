@@ -295,6 +295,26 @@ def test_check_reports_each_missing_or_changed_file(tmp_path):
         "`python3 install.py --uninstall` and then `python3 install.py` forget it"]
 
 
+def test_a_file_a_later_version_drops_is_no_longer_checked(tmp_path, monkeypatch):
+    home = _home(tmp_path, "linux")
+    places = install.Places(_env(home, "linux"))
+    src, gimp = tmp_path / "src", tmp_path / "gimp"
+    src.mkdir()
+    for name in install.EXECUTABLES + ("old.py",):
+        (src / name).write_text(f"# {name}\n")
+    monkeypatch.setattr(install, "GIMP_SRC", str(src))
+    quiet = dict(say=lambda *a: None)
+    install.install(places, [str(gimp)], [], sys.executable, **quiet)
+    (src / "old.py").unlink()  # the next version has no old.py
+    install.install(places, [str(gimp)], [], sys.executable, **quiet)
+    manifest = install._load_manifest(places)
+    folder = gimp / "plug-ins" / "kirei"
+    assert sorted(manifest["plugins"][str(gimp)]["sha256"]) == [str(folder / n) for n in sorted(install.EXECUTABLES)]
+    (folder / "old.py").unlink()  # the user tidies up
+    assert install.file_faults(places, manifest) == []
+    assert str(folder / "old.py") in manifest["files"]  # still removed by --uninstall were it there
+
+
 def _weights(folder, data, digest):
     weights = folder / "core" / "weights"
     weights.mkdir(parents=True, exist_ok=True)
