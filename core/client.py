@@ -43,7 +43,12 @@ START_TIMEOUT = 120.0  # a first start imports torch, which can take a while on 
 POLL_SECONDS = 0.5
 HEALTH_TIMEOUT = 10.0
 HEALTH_TRIES = 3  # a recorded worker that is alive but this slow to answer is busy, never replaced
-# what the client keeps in the config folder beside settings.json and the token (install.py removes them)
+# the longest a plugin may hold the start lock: asking the recorded worker, then starting one and asking it
+START_LOCK_HELD = HEALTH_TIMEOUT * HEALTH_TRIES + START_TIMEOUT + HEALTH_TIMEOUT
+START_LOCK_STALE = START_LOCK_HELD + 30.0  # a lock older than this was left by a plugin that died in it
+# the config folder: written by install.py, and a worker's token
+SETTINGS_FILE, TOKEN_FILE = "settings.json", "token"
+# what the client keeps there beside them (install.py removes these)
 WORKER_FILE, WORKER_LOG, WORKER_LOCK = "worker.json", "worker.log", "worker.lock"
 RUNTIME_FILES = (WORKER_FILE, WORKER_LOG, WORKER_LOCK)
 
@@ -288,9 +293,11 @@ class Client(object):
 
     def probe(self):
         """The serving worker's health report, or None when no local worker is running. Unlike
-        connect() it never starts one: for status displays, which must not start a worker to ask."""
-        with self._lock:
-            return self._health() if not self.local else self._reuse()
+        connect() it never starts one: for status displays, which must not start a worker to ask.
+        It asks through a copy of this client, so a run going on in another thread keeps its worker."""
+        other = Client(config=self.config, timeout=self.timeout)
+        other.url, other.token, other.local = self.url, self.token, self.local
+        return other._health() if not other.local else other._reuse()
 
     def _health(self):
         status, _, data = self._request("GET", "/v1/health", timeout=HEALTH_TIMEOUT)
@@ -340,11 +347,11 @@ class Client(object):
                          % (rec.get("pid"), HEALTH_TIMEOUT * HEALTH_TRIES))
 
     def _start(self):
-        settings = _read_json(os.path.join(self.config, "settings.json"))
+        settings = _read_json(os.path.join(self.config, SETTINGS_FILE))
         if not settings or not settings.get("python") or not os.path.exists(settings["python"]):
             raise CoreNotInstalled("Kirei's engine is not installed (no settings in %s): run `python3 install.py` "
                                    "in the Kirei folder" % self.config)
-        token_file = os.path.join(self.config, "token")
+        token_file = os.path.join(self.config, TOKEN_FILE)
         log_path = os.path.join(self.config, WORKER_LOG)
         make_private_dir(self.config)
         cmd = [settings["python"], "-m", "core", "serve", "--port", "0", "--token-file", token_file,
@@ -442,6 +449,8 @@ class Client(object):
                 raise TimedOut("the Kirei worker took longer than %s s; the job was cancelled" % timeout)
             try:
                 status, headers, data = self._request("GET", path, timeout=self.timeout + POLL_SECONDS)
+            except WorkerNotAnswering:
+                continue  # alive but slow (busy, or a loaded machine): ask again; the timeout and cancel still apply
             except WorkerGone as e:
                 self._forget_worker()
                 raise WorkerGone("the Kirei worker stopped during the job (%s); the next run starts a new one"
@@ -468,26 +477,32 @@ class Client(object):
             pass
 
     def _forget_worker(self):
+        """This client's worker can't be reached: the next run looks for one afresh. Its record goes
+        only if it still names that worker and the process is gone (never a live worker's record, nor
+        that of a worker another plugin has started since)."""
         if self.local:
-            self.url = None
-            try:
-                os.remove(self._worker_file())
-            except OSError:
-                pass
+            url, self.url = self.url, None
+            rec = _read_json(self._worker_file())
+            if rec and rec.get("url") == url and not _pid_alive(rec.get("pid")):
+                try:
+                    os.remove(self._worker_file())
+                except OSError:
+                    pass
 
 
 class _StartLock(object):
     """Only one plugin at a time starts a local worker: a lock file made with O_EXCL, holding the pid.
 
     While another holds it, find() is polled for the worker that one is starting (`found`); a
-    lock whose holder died, or older than any start can take, is stale and taken over.
+    lock whose holder died, or older than any holder can keep it (START_LOCK_STALE), is stale and
+    taken over.
     """
 
     def __init__(self, path, find):
         self.path, self.find, self.found, self.owned = path, find, None, False
 
     def __enter__(self):
-        deadline = time.time() + START_TIMEOUT + 10
+        deadline = time.time() + START_LOCK_STALE + 10  # past it, a lock left by a dead plugin is seen stale
         make_private_dir(os.path.dirname(self.path))
         while True:
             try:
@@ -499,7 +514,11 @@ class _StartLock(object):
                 self.owned = True
                 os.write(fd, str(os.getpid()).encode("ascii"))
                 os.close(fd)
-                self.found = self.find()  # one may have been recorded just before the lock was ours
+                try:
+                    self.found = self.find()  # one may have been recorded just before the lock was ours
+                except BaseException:  # __exit__ won't run: the lock must not outlive this failure
+                    self._remove()
+                    raise
                 return self
             self.found = self.find()
             if self.found is not None:
@@ -508,7 +527,7 @@ class _StartLock(object):
                 self._remove()
             elif time.time() > deadline:
                 raise WorkerStartFailed("another Kirei worker has been starting for over %d s (lock file %s): "
-                                        "see its log, worker.log, in the same folder" % (START_TIMEOUT, self.path))
+                                        "see its log, worker.log, in the same folder" % (START_LOCK_STALE, self.path))
             else:
                 time.sleep(0.25)
 
@@ -519,7 +538,7 @@ class _StartLock(object):
             age = time.time() - os.path.getmtime(self.path)
         except (IOError, OSError, ValueError):
             return False  # just made and not yet written, or just removed
-        return age > START_TIMEOUT + 10 or (pid and sys.platform != "win32" and not _pid_alive(pid))
+        return age > START_LOCK_STALE or (pid and sys.platform != "win32" and not _pid_alive(pid))
 
     def _remove(self):
         try:

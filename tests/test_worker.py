@@ -348,6 +348,111 @@ def test_a_slow_worker_is_waited_for_not_replaced(config, monkeypatch):
     assert _workers_of(config) == []
 
 
+class _FakeWorker:
+    """A stand-in worker on 127.0.0.1 that takes a job, then leaves the first poll for its result
+    unanswered (a busy worker, or a loaded machine) and answers the next ones."""
+
+    def __init__(self):
+        import http.server
+        self.polls, self.release = [], threading.Event()
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _send(self, status, body, kind="application/json"):
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                if self.path == "/v1/health":
+                    return self._send(200, json.dumps({"protocol": kc.PROTOCOL, "device": "cpu"}).encode())
+                fake.polls.append(self.path)
+                if len(fake.polls) == 1:
+                    fake.release.wait(120)  # silent until the test ends
+                    return
+                header = {"width": 1, "height": 1, "channels": 1, "dtype": "uint8", "offset": [0, 0]}
+                self._send(200, kc.pack(header, [b"\x07"]), kc.RESULT_TYPE)
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers["Content-Length"]))
+                self._send(202, json.dumps({"id": "j1"}).encode())
+
+            def do_DELETE(self):
+                self._send(200, b"{}")
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(30)
+
+
+def test_a_poll_left_unanswered_is_asked_again_and_the_worker_kept(config):
+    """A worker that took the job but is slow to answer a poll is alive: the client asks again (the
+    job's own timeout and cancel still apply), and never forgets it (that would start a second worker)."""
+    fake = _FakeWorker()
+    try:
+        token = config / "token"
+        token.write_text("t0ken")
+        record = json.dumps({"url": fake.url, "pid": os.getpid(), "token_file": str(token)})
+        (config / "worker.json").write_text(record)
+        res = kc.Client(config=str(config), timeout=0.5).restore(b"\0", 1, 1, 1, "uint8", watermark="none",
+                                                                 timeout=300)
+        assert res.pixels == b"\x07" and len(fake.polls) == 2
+        assert (config / "worker.json").read_text() == record
+    finally:
+        fake.stop()
+
+
+def test_a_failure_inside_the_start_lock_leaves_no_lock(tmp_path):
+    """find() (the recorded worker's health) can fail once the lock is ours: the lock goes with it."""
+    path = tmp_path / "worker.lock"
+
+    def busy():
+        raise kc.WorkerBusy("busy")
+    with pytest.raises(kc.WorkerBusy):
+        with kc._StartLock(str(path), busy):
+            pass
+    assert not path.exists()
+
+
+def test_a_start_lock_is_stale_only_past_the_longest_start(tmp_path):
+    """A plugin may hold the lock while it asks the recorded worker (HEALTH_TRIES slow answers) and
+    then starts one: its lock isn't taken over while that can still be going on."""
+    path = tmp_path / "worker.lock"
+    path.write_text(str(os.getpid()))
+    lock = kc._StartLock(str(path), lambda: None)
+    longest = kc.HEALTH_TIMEOUT * (kc.HEALTH_TRIES + 1) + kc.START_TIMEOUT
+    now = time.time()
+    os.utime(path, (now - longest, now - longest))
+    assert not lock._stale()
+    os.utime(path, (now - longest - 60, now - longest - 60))
+    assert lock._stale()
+
+
+def test_probe_leaves_the_client_of_a_run_alone(tmp_path, monkeypatch):
+    """The docker's status thread probes the client a run is using: a failed probe must not take the
+    run's worker away (its url set to None mid-job)."""
+    monkeypatch.delenv("KIREI_SERVER_URL", raising=False)
+    (tmp_path / "worker.json").write_text(json.dumps({"url": "http://127.0.0.1:9", "pid": os.getpid(),
+                                                      "token_file": str(tmp_path / "no-token")}))
+    c = kc.Client(config=str(tmp_path))
+    c.url, c.token = "http://127.0.0.1:1234", "t"
+    assert c.probe() is None
+    assert (c.url, c.token) == ("http://127.0.0.1:1234", "t")
+
+
 def test_core_not_installed(tmp_path, monkeypatch):
     monkeypatch.delenv("KIREI_SERVER_URL", raising=False)
     with pytest.raises(kc.CoreNotInstalled, match="install.py"):
