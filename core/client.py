@@ -141,6 +141,22 @@ def layer_name(scale, mode):
     return "Kirei x%d%s" % (scale, done) if scale > 1 else "Kirei" + (done or " (watermark removed)")
 
 
+def what_changed(still_open, layer_there, size, size_then, same_colours=True, names=("image", "layer", "image")):
+    """Why a result can't go where it belongs any more, for the plugin's user (None when it can): the
+    document was closed, the layer deleted or converted, or the canvas's (width, height) isn't
+    size_then. names: the host's words for the document, the layer and the canvas."""
+    document, layer, canvas = names
+    if not still_open:
+        return "The %s was closed during the run" % document
+    if not layer_there:
+        return "The %s was deleted during the run" % layer
+    if not same_colours:
+        return "The layer's colour space was changed during the run"
+    if tuple(size) != tuple(size_then):
+        return "The %s was resized during the run (%dx%d, now %dx%d)" % ((canvas,) + tuple(size_then) + tuple(size))
+    return None
+
+
 def _read_json(path):
     try:
         with open(path) as fh:
@@ -203,6 +219,18 @@ class Result(object):
         self.offset = tuple(header["offset"])
         self.notice = header.get("notice")
         self.pixels = pixels
+
+    def misfit(self, rect, scale, channels, dtype):
+        """Why these pixels aren't what a plugin asked for (None when they are): other channels or
+        sample type than it sent, a wrong length, or a place outside rect = (x, y, w, h), the region
+        it sent, scaled by `scale`."""
+        x, y, w, h = [v * scale for v in rect]
+        ox, oy = self.offset
+        size = self.width * self.height * channels * DTYPES.get(dtype, 0)
+        if (self.channels, self.dtype, len(self.pixels)) != (channels, dtype, size) \
+                or not (x <= ox and y <= oy and ox + self.width <= x + w and oy + self.height <= y + h):
+            return "The worker's answer doesn't fit the layer (%dx%d at %d,%d)" % (self.width, self.height, ox, oy)
+        return None
 
 
 def _pid_alive(pid):

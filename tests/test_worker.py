@@ -453,6 +453,23 @@ def test_probe_leaves_the_client_of_a_run_alone(tmp_path, monkeypatch):
     assert (c.url, c.token) == ("http://127.0.0.1:1234", "t")
 
 
+def test_the_plugins_checks_of_a_result_and_of_what_changed():
+    """One check of a result's fit and one wording of what changed during a run, for every plugin."""
+    res = kc.Result({"width": 4, "height": 2, "channels": 2, "dtype": "uint16", "offset": [2, 2]}, b"\0" * 32)
+    assert res.misfit((1, 1, 2, 1), 2, 2, "uint16") is None
+    for rect, channels, dtype in (((1, 1, 1, 1), 2, "uint16"), ((2, 1, 2, 1), 2, "uint16"),
+                                  ((1, 1, 2, 1), 4, "uint16"), ((1, 1, 2, 1), 2, "uint8")):
+        assert "doesn't fit the layer (4x2 at 2,2)" in res.misfit(rect, 2, channels, dtype)
+    res.pixels = res.pixels[:-1]
+    assert res.misfit((1, 1, 2, 1), 2, 2, "uint16")
+    krita = ("document", 'layer "Paint"', "canvas")
+    assert kc.what_changed(True, True, (4, 3), (4, 3)) is None
+    assert kc.what_changed(False, False, (0, 0), (4, 3), names=krita) == "The document was closed during the run"
+    assert kc.what_changed(True, False, (4, 3), (4, 3), names=krita) == 'The layer "Paint" was deleted during the run'
+    assert "colour space" in kc.what_changed(True, True, (4, 3), (4, 3), same_colours=False)
+    assert kc.what_changed(True, True, (5, 3), (4, 3)) == "The image was resized during the run (4x3, now 5x3)"
+
+
 def test_core_not_installed(tmp_path, monkeypatch):
     monkeypatch.delenv("KIREI_SERVER_URL", raising=False)
     with pytest.raises(kc.CoreNotInstalled, match="install.py"):

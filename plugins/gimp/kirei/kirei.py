@@ -25,10 +25,10 @@ gi.require_version("Gegl", "0.4")
 from gi.repository import Gegl, GLib, GObject, Gimp  # noqa: E402
 
 import kirei_client  # noqa: E402
-from kirei_client import layer_name  # noqa: E402
+from kirei_client import layer_name, what_changed  # noqa: E402
 from kirei_common import (BLURB, DEFAULT_MODE, DEFAULT_SCALE, HELP, MENU_LABEL, MENU_PATH, MODE_LABELS,  # noqa: E402
                           MODES, PROC_NAME, SCALES, UNCHANGED, Cancelled, Changes, PluginError, check_result, check_settings,
-                          region, restore, what_changed)
+                          region, restore)
 
 # image precision -> (babl sample type, the worker's dtype)
 _SAMPLES = {8: ("u8", "uint8"), 16: ("u16", "uint16")}

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 """What the GIMP 3 and GIMP 2.10 plug-ins share: the procedure's name and menu, its settings,
 which part of a layer to send, the checks before the image changes and the undoing of a half-done
-change. Python 2.7 and 3; no GIMP import."""
+change (the checks' words are kirei_client's, shared with Krita). Python 2.7 and 3; no GIMP import."""
 from __future__ import division
 
 PROC_NAME = "python-fu-kirei-restore"
@@ -19,7 +19,6 @@ DEFAULT_MODE = "blind"
 
 
 UNCHANGED = ": the image is unchanged."
-BYTES = {"uint8": 1, "uint16": 2, "float32": 4}
 
 
 class PluginError(Exception):
@@ -70,28 +69,12 @@ def restore(client, pixels, width, height, channels, dtype, offset, mask, scale,
         raise PluginError(str(e))
 
 
-def what_changed(image_open, layer_there, size, size_then):
-    """Why the result can't go where it belongs any more (None when it can): the image was closed,
-    the layer deleted, or the image's (width, height) isn't what the layer was read at."""
-    if not image_open:
-        return "The image was closed during the run"
-    if not layer_there:
-        return "The layer was deleted during the run"
-    if tuple(size) != tuple(size_then):
-        return "The image was resized during the run (%dx%d, now %dx%d)" % (tuple(size_then) + tuple(size))
-    return None
-
-
 def check_result(result, rect, scale, channels, dtype):
     """A PluginError unless the worker's pixels are what was asked for, inside the scaled region
-    rect = (x, y, w, h) in image coordinates."""
-    x, y, w, h = [v * scale for v in rect]
-    ox, oy = result.offset
-    size = result.width * result.height * channels * BYTES.get(dtype, 0)
-    if (result.channels, result.dtype, len(result.pixels)) != (channels, dtype, size) \
-            or not (x <= ox and y <= oy and ox + result.width <= x + w and oy + result.height <= y + h):
-        raise PluginError("The worker's answer doesn't fit the layer (%dx%d at %d,%d)%s"
-                          % (result.width, result.height, ox, oy, UNCHANGED))
+    rect = (x, y, w, h) in image coordinates (kirei_client.Result.misfit)."""
+    why = result.misfit(rect, scale, channels, dtype)
+    if why:
+        raise PluginError(why + UNCHANGED)
 
 
 class Changes(object):

@@ -19,10 +19,10 @@ from gimpfu import (GRAYA_IMAGE, NORMAL_MODE, PF_DRAWABLE, PF_FILE, PF_IMAGE, PF
                     main, pdb, register)
 
 import kirei_client  # noqa: E402
-from kirei_client import layer_name  # noqa: E402
+from kirei_client import layer_name, what_changed  # noqa: E402
 from kirei_common import (BLURB, DEFAULT_MODE, DEFAULT_SCALE, HELP, MENU_LABEL, MENU_PATH, MODE_LABELS,  # noqa: E402
                           MODES, PROC_NAME, SCALES, UNCHANGED, Changes, PluginError, check_result, check_settings,
-                          region, restore, what_changed)
+                          region, restore)
 
 
 def _read(drawable, x, y, w, h):

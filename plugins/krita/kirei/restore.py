@@ -9,7 +9,7 @@ failed or cancelled run leaves the document as it was. Only the GUI thread may c
 """
 from krita import Krita
 
-from .kirei_client import DTYPES, layer_name
+from .kirei_client import layer_name, what_changed
 from .pixels import DEPTHS, MODELS, from_worker, to_worker
 
 
@@ -91,27 +91,12 @@ def _in_document(doc, node):
 def _what_changed(doc, node, region, canvas):
     """Why the result can't go where it belongs any more (None when it can): the document was
     closed, the layer deleted or converted, or the canvas isn't `canvas` (width, height)."""
-    if doc not in Krita.instance().documents():
-        return "The document was closed during the run"
-    if not _in_document(doc, node):
-        return "The layer \"%s\" was deleted during the run" % node.name()
-    if (node.colorModel(), node.colorDepth()) != (region.model, region.depth):
-        return "The layer's colour space was changed during the run"
-    size = (doc.width(), doc.height())
-    if size != canvas:
-        return "The canvas was resized during the run (%dx%d, now %dx%d)" % (canvas + size)
-    return None
-
-
-def _check_result(region, result, scale):
-    """A KireiError unless the worker's pixels are what was asked for, inside the scaled region."""
-    x, y, w, h = region.x * scale, region.y * scale, region.width * scale, region.height * scale
-    ox, oy = result.offset
-    size = result.width * result.height * result.channels * DTYPES.get(result.dtype, 0)
-    if (result.channels, result.dtype) != (region.channels, region.dtype) or len(result.pixels) != size \
-            or not (x <= ox and y <= oy and ox + result.width <= x + w and oy + result.height <= y + h):
-        raise KireiError("The worker's answer doesn't fit the layer (%dx%d at %d,%d)%s"
-                         % (result.width, result.height, ox, oy, UNCHANGED))
+    if doc not in Krita.instance().documents():  # nothing more of it may be asked
+        return what_changed(False, False, (0, 0), canvas, names=("document", "layer", "canvas"))
+    there = _in_document(doc, node)
+    same = there and (node.colorModel(), node.colorDepth()) == (region.model, region.depth)
+    return what_changed(True, there, (doc.width(), doc.height()), canvas, same,
+                        ("document", "layer \"%s\"" % node.name(), "canvas"))
 
 
 def _new_layer(doc, node, region, result, name):
@@ -158,7 +143,9 @@ def apply_result(doc, node, region, result, scale, name):
     why = _what_changed(doc, node, region, region.canvas)
     if why:
         raise KireiError(why + UNCHANGED)
-    _check_result(region, result, scale)
+    why = result.misfit((region.x, region.y, region.width, region.height), scale, region.channels, region.dtype)
+    if why:
+        raise KireiError(why + UNCHANGED)
     layer = _new_layer(doc, node, region, result, name)
     res = (int(doc.xRes()), int(doc.yRes()))
     try:
