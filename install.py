@@ -374,55 +374,65 @@ def _is_worker(pid, token_file):
     return bool(command and " serve " in command and token_file in command)
 
 
-def _running_worker(places):
-    """(pid, token file) of the local worker that worker.json records, while that process still is
-    that worker (a pid may have been reused since it exited); else None."""
+def _recorded_worker(places):
+    """(pid, token file) that worker.json records, whether or not that process still runs; else None."""
     try:
         with open(_worker_file(places)) as fh:
             rec = json.load(fh)
-        worker = int(rec["pid"]), rec["token_file"]
+        return int(rec["pid"]), rec["token_file"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return worker if _is_worker(*worker) else None
 
 
-def _stop_worker(places):
-    """Stop the recorded local worker and wait until it is gone; its record goes with it."""
-    worker = _running_worker(places)
-    if worker is None:
+def _running_worker(places):
+    """The recorded local worker (see _recorded_worker) while that process still is that worker (a pid
+    may have been reused since it exited); else None, and always None on Windows (see _command_line)."""
+    worker = _recorded_worker(places)
+    return worker if worker and _is_worker(*worker) else None
+
+
+def _stop_worker(places, started=None):
+    """Stop a local worker and wait until it is gone; its record goes with it. By default the one
+    worker.json records, checked to still be it; `started`: one recorded while we watched, so known
+    to be ours even where its command line can't be read (Windows)."""
+    worker = started or _running_worker(places)
+    if worker is None or (os.name != "nt" and not _is_worker(*worker)):
         return
-    for sig, wait in ((signal.SIGTERM, STOP_WAIT), (getattr(signal, "SIGKILL", signal.SIGTERM), 10)):
+    if os.name == "nt":  # the worker and anything it started; taskkill returns once they have ended
+        subprocess.run(["taskkill", "/PID", str(worker[0]), "/T", "/F"], capture_output=True)
+    else:
+        for sig, wait in ((signal.SIGTERM, STOP_WAIT), (signal.SIGKILL, 10)):
+            try:
+                os.kill(worker[0], sig)
+            except OSError:
+                break
+            deadline = time.monotonic() + wait
+            while _is_worker(*worker) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if not _is_worker(*worker):
+                break
+    if _recorded_worker(places) == worker:
         try:
-            os.kill(worker[0], sig)
+            os.remove(_worker_file(places))
         except OSError:
-            break
-        deadline = time.monotonic() + wait
-        while _is_worker(*worker) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if not _is_worker(*worker):
-            break
-    try:
-        with open(_worker_file(places)) as fh:
-            if json.load(fh).get("pid") == worker[0]:
-                os.remove(_worker_file(places))
-    except (OSError, ValueError, AttributeError):
-        pass
+            pass
 
 
 def _through_worker(python, places, code, timeout):
     """Run code in the engine's Python with the plugins' own client, as GIMP and Krita do: (ok, its
-    last line of output or why it failed). A worker the client had to start for it is stopped after;
-    one that was already running (the user's) is reused and left running."""
+    last line of output or why it failed). A worker the client had to start for it (a new one in
+    worker.json) is stopped after; one that was already running (the user's) is reused and left running."""
     env = dict(places.env, KIREI_CONFIG_DIR=places.config_dir())
     env.pop("KIREI_SERVER_URL", None)
-    users = _running_worker(places)
+    before = _recorded_worker(places)
     try:
         p = subprocess.run([python, "-c", code, PROJECT], capture_output=True, text=True, env=env, timeout=timeout)
     except subprocess.TimeoutExpired:
         return False, f"no answer within {timeout} s"
     finally:
-        if _running_worker(places) not in (None, users):
-            _stop_worker(places)
+        now = _recorded_worker(places)
+        if now not in (None, before):
+            _stop_worker(places, started=now)
     if p.returncode != 0:
         return False, (p.stderr.strip().splitlines() or ["no output"])[-1]
     return True, p.stdout.strip()

@@ -409,6 +409,59 @@ def test_self_check_and_check_stop_only_the_worker_they_start(tmp_path, users_wo
     assert list(_ours(tmp_path)) == [pid] and _worker_pid(home) == pid  # reused, and left running
 
 
+class _WindowsOs:
+    """install.py's view of os on Windows: os.name "nt" (so no command line of a process can be read)."""
+    name = "nt"
+
+    def __getattr__(self, attr):
+        return getattr(os, attr)
+
+
+@pytest.fixture
+def sleepers():
+    """Start stand-in worker processes; each is killed and waited for at the end."""
+    started = []
+
+    def start():
+        started.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"]))
+        return started[-1]
+    yield start
+    for p in started:
+        p.kill()
+        p.wait()
+
+
+def test_on_windows_the_worker_started_for_a_check_is_stopped(tmp_path, monkeypatch, sleepers):
+    places = install.Places(_env(_home(tmp_path, "linux"), "linux"))
+    os.makedirs(places.config_dir())
+    record = install._worker_file(places)
+    killed, run = [], subprocess.run
+
+    def taskkill(args, *a, **kw):  # what taskkill /PID N /T /F does, here
+        if args[0] != "taskkill":
+            return run(args, *a, **kw)
+        killed.append(args)
+        os.kill(int(args[2]), signal.SIGKILL)
+        return subprocess.CompletedProcess(args, 0, "", "")
+    monkeypatch.setattr(install, "os", _WindowsOs())
+    monkeypatch.setattr(subprocess, "run", taskkill)
+
+    def client_starts(pid):  # the client's code as it records a worker it started
+        return f"open({record!r}, 'w').write({json.dumps({'pid': pid, 'token_file': 't'})!r})"
+
+    users = sleepers()  # a worker the user had: reused, left running, still recorded
+    with open(record, "w") as fh:
+        json.dump({"pid": users.pid, "token_file": "t"}, fh)
+    assert install._through_worker(sys.executable, places, "print('reused')", 60) == (True, "reused")
+    assert killed == [] and users.poll() is None and json.loads(open(record).read())["pid"] == users.pid
+
+    ours = sleepers()  # the client starts one (the user's record had gone stale, say)
+    assert install._through_worker(sys.executable, places, client_starts(ours.pid), 60)[0]
+    assert killed == [["taskkill", "/PID", str(ours.pid), "/T", "/F"]]
+    assert ours.wait(timeout=60) == -signal.SIGKILL and not os.path.exists(record)
+    assert users.poll() is None
+
+
 def test_check_says_when_the_worker_does_not_answer(tmp_path, monkeypatch):
     home = _home(tmp_path, "linux")
     env = _env(home, "linux")
