@@ -43,7 +43,7 @@ APP_NAMES = {"gimp": "GIMP", "krita": "Krita"}  # by the kind recorded for each 
 
 sys.path.insert(0, PROJECT)
 from core import client  # noqa: E402  standard library only, like this script (the plugins carry it)
-from core.digest import file_sha256  # noqa: E402  standard library only
+from core.digest import RECORD_EXT, WEIGHTS_EXT, file_sha256, sha256_problem  # noqa: E402  standard library only
 
 
 # ---------------------------------------------------------------- the engine
@@ -501,21 +501,14 @@ def file_faults(places, manifest):
 
 def weights_faults(project):
     """Each shipped model (core/weights/NAME.json + NAME.safetensors) whose weights are missing or not
-    the ones its record's sha256 names. Hashed without torch (core/digest.py), which install.py runs without."""
+    the ones its record's sha256 names. Checked without torch (core/digest.py), which install.py runs without."""
     faults = []
-    for record in sorted(glob.glob(os.path.join(project, "core", "weights", "*.json"))):
-        weights = record[:-len(".json")] + ".safetensors"
-        fix = f"get them again from the Kirei download (in a git clone: git -C {project} checkout -- core/weights)"
-        try:
-            with open(record) as fh:
-                digest = json.load(fh).get("sha256")
-        except (OSError, ValueError, AttributeError):
-            faults.append(f"the model record {record} can't be read: {fix}")
-            continue
-        if not os.path.isfile(weights):
-            faults.append(f"the model's weights {weights} are missing: {fix}")
-        elif digest and file_sha256(weights) != digest:
-            faults.append(f"the model's weights {weights} are damaged (not the sha256 in {record}): {fix}")
+    for record in sorted(glob.glob(os.path.join(project, "core", "weights", "*" + RECORD_EXT))):
+        weights = record[:-len(RECORD_EXT)] + WEIGHTS_EXT
+        problem = sha256_problem(weights)
+        if problem:
+            faults.append(f"the model's weights {weights} {problem}: get them again from the Kirei download "
+                          f"(in a git clone: git -C {project} checkout -- core/weights)")
     return faults
 
 

@@ -10,7 +10,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from .digest import file_sha256
+from .digest import RECORD_EXT, WEIGHTS_EXT, file_sha256, sha256_problem
 from .errors import KireiError
 from .net import ARCHITECTURE, KireiNet
 
@@ -19,9 +19,9 @@ DEFAULT_MODEL = "kirei-x2"
 REMEDY = "reinstall Kirei (or `git checkout core/weights`) or use --method classic"
 
 
-def weights_path(name, ext=".safetensors"):
+def weights_path(name, ext=WEIGHTS_EXT):
     """core/weights/<name><ext> for a shipped name; a path (with or without .safetensors) as given."""
-    base = name[:-len(".safetensors")] if name.endswith(".safetensors") else name
+    base = name[:-len(WEIGHTS_EXT)] if name.endswith(WEIGHTS_EXT) else name
     if os.path.sep not in base and "/" not in base:
         base = os.path.join(WEIGHTS_DIR, base)
     return base + ext
@@ -39,7 +39,7 @@ def save_weights(model, name, record):
 
 
 def write_record(name, record):
-    with open(weights_path(name, ".json"), "w") as fh:
+    with open(weights_path(name, RECORD_EXT), "w") as fh:
         json.dump(record, fh, indent=1)
         fh.write("\n")
 
@@ -52,7 +52,7 @@ def load_state(path):
 
 def describe(name=DEFAULT_MODEL):
     """The JSON record shipped beside the weights."""
-    with open(weights_path(name, ".json")) as fh:
+    with open(weights_path(name, RECORD_EXT)) as fh:
         return json.load(fh)
 
 
@@ -83,16 +83,9 @@ def available(name=DEFAULT_MODEL):
 @functools.lru_cache(maxsize=16)
 def _problem(path, size, mtime_ns):
     """What is wrong with this version (size, mtime) of a weights file, or None."""
-    record_path = weights_path(path, ".json")
-    want = None
-    if os.path.exists(record_path):
-        try:
-            with open(record_path) as fh:
-                want = json.load(fh).get("sha256")
-        except (OSError, ValueError, AttributeError) as e:
-            return f"have an unreadable record {record_path} ({e})"
-    if want and file_sha256(path) != want:
-        return "are damaged (their sha256 doesn't match their record: truncated or altered)"
+    problem = sha256_problem(path)
+    if problem:
+        return problem
     try:
         model = _read_model(path)
     except (SafetensorError, OSError, ValueError, KeyError, TypeError, RuntimeError) as e:

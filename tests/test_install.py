@@ -350,6 +350,26 @@ def test_check_verifies_the_weights(tmp_path):
     assert r.returncode == 1 and f"fault: the model's weights {weights} are damaged" in r.stdout, r.stdout
 
 
+def test_install_and_the_engine_judge_the_weights_alike(tmp_path):
+    """One check of the weights against their record (core/digest.py), for install.py and the engine."""
+    from core import weights_io
+    from core.errors import KireiError
+    project = tmp_path / "project"
+    data = os.urandom(4096)
+    weights = _weights(project, data, hashlib.sha256(data).hexdigest())
+    record = weights.with_suffix(".json")
+    for version, damage in enumerate((lambda: weights.write_bytes(data[:1000]),
+                                      lambda: (weights.write_bytes(data), record.write_text("{")))):
+        damage()
+        os.utime(weights, ns=(version + 1, version + 1))  # another version of the file for the engine
+        [fault] = install.weights_faults(str(project))
+        with pytest.raises(KireiError) as engine:
+            weights_io.verify(str(weights))
+        said = f"the model's weights {weights} "
+        assert fault.startswith(said) and str(engine.value).startswith(said)
+        assert fault[len(said):].partition(": get them")[0] == str(engine.value)[len(said):].partition("; ")[0]
+
+
 @pytest.mark.skipif(os.name == "nt", reason="POSIX processes")
 @pytest.mark.parametrize("proc", [True, False], ids=["proc", "ps"])
 def test_command_line_of_a_process(monkeypatch, proc):

@@ -213,9 +213,10 @@ def test_export_records_the_sha256_and_it_is_checked_once_per_version(tmp_path, 
     path = weights_io.save_weights(KireiNet(scale=2, channels=8, blocks=1, matte_channels=32), name, {"note": 1})
     rec = weights_io.describe(name)
     assert rec["note"] == 1 and rec["sha256"] == weights_io.file_sha256(path)
+    from core import digest
     hashed = []
-    real = weights_io.file_sha256
-    monkeypatch.setattr(weights_io, "file_sha256", lambda p: hashed.append(p) or real(p))
+    real = digest.file_sha256
+    monkeypatch.setattr(digest, "file_sha256", lambda p: hashed.append(p) or real(p))
     for _ in range(3):
         assert weights_io.available(name)
     weights_io.load_model(name)
