@@ -230,7 +230,7 @@ def plan(places, gimp_dirs, krita_dirs, python):
             kritarcs.append(kritarc)
     config = places.config_dir()
     settings = json.dumps({"python": python, "project": PROJECT}, indent=1).encode()
-    writes.append((os.path.join(config, "settings.json"), settings, 0o644, None))
+    writes.append((os.path.join(config, client.SETTINGS_FILE), settings, 0o644, None))
     return writes, kritarcs
 
 
@@ -294,7 +294,7 @@ def install(places, gimp_dirs, krita_dirs, python, dry=False, say=print):
         with open(path, "wb") as fh:
             fh.write(data)
         os.chmod(path, mode)
-    token = os.path.join(places.config_dir(), "token")
+    token = os.path.join(places.config_dir(), client.TOKEN_FILE)
     if not os.path.exists(token):
         changed += 1
         say(("would write " if dry else "writing ") + token + " (mode 0600)")
@@ -515,7 +515,7 @@ def weights_faults(project):
 def check(places, gimp_dirs, krita_dirs, start_worker=True, say=print):
     """Every fault found, each with its fix; 0 when there is none."""
     faults = []
-    settings_path = os.path.join(places.config_dir(), "settings.json")
+    settings_path = os.path.join(places.config_dir(), client.SETTINGS_FILE)
     try:
         settings = json.load(open(settings_path))
     except (OSError, ValueError):
@@ -526,7 +526,7 @@ def check(places, gimp_dirs, krita_dirs, start_worker=True, say=print):
         faults.append(f"the engine's Python {python} is missing: run `python3 install.py` to recreate it")
     elif settings and not _torch_present(python):
         faults.append("the engine's environment can't import torch: run `python3 install.py`")
-    token = os.path.join(places.config_dir(), "token")
+    token = os.path.join(places.config_dir(), client.TOKEN_FILE)
     if not os.path.exists(token):
         faults.append(f"no worker token ({token}): run `python3 install.py`")
     elif os.name != "nt" and os.stat(token).st_mode & 0o077:
