@@ -132,12 +132,39 @@ def test_a_profile_for_pictures_of_another_size_is_refused(tmp_path):
 
 
 # ---------------------------------------------------------------- the registered plugin and its docker
-def _wait(controller, seconds=60):
-    t = time.time()
-    while controller.running is not None and time.time() - t < seconds:
+def _until(done, seconds):
+    """Process Qt's events until done() or `seconds` have passed; done()'s last answer."""
+    deadline = time.time() + seconds
+    while not done() and time.time() < deadline:
         APP.processEvents()
         time.sleep(0.01)
     APP.processEvents()
+    return done()
+
+
+def _wait(controller, seconds=60):
+    """Until the controller's run has ended. Past `seconds` the run is cancelled and waited for (every
+    docker shares the plugin's one Controller: a run left going would fail the next tests with
+    "already running"), and the test fails saying so."""
+    if _until(lambda: controller.running is None, seconds):
+        return
+    kind = controller.running[0]
+    controller.cancel()
+    stopped = _until(lambda: controller.running is None, 120)
+    pytest.fail("the %s run was still going after %s s: cancelled%s" % (
+        kind, seconds, "" if stopped else ", but it did not stop within 120 s either"))
+
+
+@pytest.fixture(autouse=True)
+def shared_controller():
+    """The plugin's one Controller (every docker's): idle before each test, and without the test's
+    client after it (the next run finds the worker from the environment again)."""
+    import kirei  # noqa: F401  registers with the stub Krita, making the controller
+    from kirei.docker import KireiDocker
+    c = KireiDocker.controller
+    assert c.running is None, "the plugin's controller is still running a %s from an earlier test" % c.running[0]
+    yield c
+    c.client = None
 
 
 def _plugin():
@@ -243,7 +270,6 @@ def test_docker_says_when_the_engine_is_not_installed(tmp_path, monkeypatch):
     text = docker.findChild(QLabel, "kirei_message").text()
     assert "install.py" in text and "unchanged" in text, text
     assert [n.name() for n in d.rootNode().childNodes()] == ["Background"]
-    c.client = None  # later tests find the worker from the environment again
 
 
 def test_pictures_from_a_folder(tmp_path):
@@ -270,11 +296,7 @@ def _signal(signal, action, seconds=60):
     seen = []
     signal.connect(seen.append)
     action()
-    deadline = time.time() + seconds
-    while not seen and time.time() < deadline:
-        APP.processEvents()
-        time.sleep(0.01)
-    assert seen, "no signal within %d s" % seconds
+    assert _until(lambda: seen, seconds), "no signal within %d s" % seconds
     return seen[0]
 
 
@@ -391,20 +413,37 @@ def test_a_wrong_answer_changes_nothing():
     assert _state(d) == before
 
 
-def _docker_run(c, d, before_finish=None):
-    """Restore the active layer of `d` through the controller with the fake worker; the docker's message."""
+def _docker_run(c, d, before_finish=None, worker=None, seconds=60):
+    """Restore the active layer of `d` through the controller with a fake worker (the shared_controller
+    fixture drops it after the test)."""
     krita.Krita.instance().setActiveDocument(d)
     d.setActiveNode(d.nodeByName("Background"))
     krita.Krita.instance().writeSetting("kirei", "mode", "none")
     krita.Krita.instance().writeSetting("kirei", "scale", "2")
-    c.client = FakeWorker()
-    try:
-        assert c.restore()
-        if before_finish:
-            before_finish()  # the result waits in Qt's queue until _wait processes events
-        _wait(c)
-    finally:
-        c.client = None  # later tests find the worker from the environment again
+    c.client = worker or FakeWorker()
+    assert c.restore()
+    if before_finish:
+        before_finish()  # the result waits in Qt's queue until _wait processes events
+    _wait(c, seconds)
+
+
+def test_a_run_past_its_wait_is_cancelled_and_fails_the_test():
+    """A run still going at _wait's deadline is cancelled and waited for, so that the next docker
+    test finds the shared controller idle, and the test fails saying so (never passes on silently)."""
+    from kirei import kirei_client as kc
+
+    class Stuck(FakeWorker):
+        def restore(self, *a, **kw):  # answers only a cancel
+            kw["cancel"].wait(120)
+            raise kc.Cancelled("cancelled")
+    KireiDocker, _ = _plugin()
+    docker = KireiDocker()
+    c = docker.controller
+    d, _ = _doc(16, 12)
+    with pytest.raises(pytest.fail.Exception, match="restore run was still going after 0.2 s: cancelled$"):
+        _docker_run(c, d, worker=Stuck(), seconds=0.2)
+    assert c.running is None
+    assert "Cancelled" in docker.findChild(QLabel, "kirei_message").text()
 
 
 def test_docker_says_what_changed_and_never_stays_busy(monkeypatch):
