@@ -207,8 +207,12 @@ def test_the_window_s_cancel_button_stops_the_run(monkeypatch):
                     return False
             return True
         GLib.timeout_add(50, press_cancel)
+        timers, add = [], GLib.timeout_add
+        monkeypatch.setattr(plugin.GLib, "timeout_add", lambda *a: timers.append(add(*a)) or timers[-1])
         with pytest.raises(plugin.Cancelled):
             plugin.restore_image(image, image.get_layers()[0], 2, "none", None, wait=plugin.wait_in_window)
         assert shown and _state(image) == before
+        # the window's timer went with it: it would otherwise fire on the destroyed window's widgets
+        assert timers and all(GLib.MainContext.default().find_source_by_id(t) is None for t in timers)
     finally:
         image.delete()

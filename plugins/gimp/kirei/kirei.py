@@ -257,20 +257,24 @@ def wait_in_window(run):
     for widget in (label, bar):
         box.pack_start(widget, False, False, 6)
     dialog.show_all()
+    timer = []  # the poll's source while it is attached: removed with the window, never fired after it
 
     def poll():
         bar.set_fraction(run.progress)
         if not run.running():
             dialog.response(Gtk.ResponseType.OK)
+            del timer[:]  # returning False removes it
             return False
         return True
-    GLib.timeout_add(100, poll)
-    if dialog.run() != Gtk.ResponseType.OK:  # Cancel, or the window closed
-        run.cancel()
-        label.set_text("Cancelling...")
+    timer.append(GLib.timeout_add(100, poll))
     try:
+        if dialog.run() != Gtk.ResponseType.OK:  # Cancel, or the window closed
+            run.cancel()
+            label.set_text("Cancelling...")
         return run.outcome(poll=lambda: Gtk.main_iteration_do(False))
     finally:
+        for source in timer:
+            GLib.source_remove(source)
         dialog.destroy()
 
 
