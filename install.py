@@ -579,7 +579,7 @@ h, w, c = px.shape
 t = time.time()
 c_ = client.Client()
 res = c_.restore(px.tobytes(), w, h, c, "uint8", scale=2, watermark="profile",
-                 profile=sys.argv[1] + "/samples/sample-profile.png")
+                 profile=sys.argv[1] + "/samples/sample-profile.png", image_size=(w, h))
 print("%dx%d -> %dx%d through the worker (%s) in %.1f s" % (w, h, res.width, res.height,
       c_.health()["device_name"], time.time() - t))
 """
