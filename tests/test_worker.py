@@ -409,7 +409,7 @@ def test_a_poll_left_unanswered_is_asked_again_and_the_worker_kept(config):
         (config / "worker.json").write_text(record)
         res = kc.Client(config=str(config), timeout=0.5).restore(b"\0", 1, 1, 1, "uint8", watermark="none",
                                                                  timeout=300)
-        assert res.pixels == b"\x07" and len(fake.polls) == 2
+        assert res.pixels == b"\x07" and len(fake.polls) >= 2  # the first was never answered
         assert (config / "worker.json").read_text() == record
     finally:
         fake.stop()
