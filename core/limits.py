@@ -1,4 +1,4 @@
-"""What the worker (core/server.py) limits, in one place, and the two guards aiohttp lacks.
+"""What the worker (core/server.py) limits, in one place, and the guards aiohttp lacks.
 
 - Limits: how many jobs wait, how long an unwatched job lives, how long an idle or slow
   connection is kept, how many connections are open at once, how much is logged. The defaults
@@ -6,6 +6,8 @@
 - ConnectionCap: aiohttp takes every connection it is offered. At the cap, the oldest connection
   that isn't in the middle of a request is closed to make room, so sockets left open by anyone
   (no token is needed to open one) can neither lock the plugins out nor use up the open-file limit.
+  It also closes a connection that brings no request within `idle`: aiohttp's keep-alive time-out
+  covers the wait between requests, and only its newest versions the wait before the first.
 - RateLimitedLog: a flood of bad connections must not fill the disk with tracebacks.
 """
 import logging
@@ -68,36 +70,52 @@ class Limits:
 
 
 class ConnectionCap:
-    """At most `limit` connections open on an aiohttp low-level server (web.Server).
+    """At most `limit` connections open on an aiohttp low-level server (web.Server), none silent for
+    longer than `idle` seconds before its first request.
 
-    `connect(server)` is the asyncio protocol factory; the app's middleware marks connections in
-    the middle of a request with `busy(protocol)`: those are never closed for room. Connections
-    accepted in one batch are only listed by the server a moment later, so `trim` is also called
-    periodically.
+    `connect(server)` is the asyncio protocol factory; the app's middleware marks each request's
+    connection with `busy(protocol)`: a connection in the middle of a request is never closed for
+    room, and one that brought a request is no longer silent. Connections accepted in one batch are
+    only listed by the server a moment later, so `tend(server)` is also called periodically.
     """
 
-    def __init__(self, limit):
-        self.limit = limit
+    def __init__(self, limit, idle):
+        self.limit, self.idle = limit, idle
         self._busy = {}
+        # open connections, as the server lists them: when first seen, or None once a request came
+        self._silent_since = {}
 
     def connect(self, server):
         self.trim(server, room=1)
         return server()
 
+    def _open(self, server):
+        return [c for c in server.connections if c.transport is not None]  # oldest first
+
     def trim(self, server, room=0):
         """Close the oldest idle connections until `room` more fit under the cap."""
-        open_now = [c for c in server.connections if c.transport is not None]
+        open_now = self._open(server)
         excess = len(open_now) + room - self.limit
-        for conn in open_now:  # oldest first
+        for conn in open_now:
             if excess <= 0:
                 break
             if not self._busy.get(conn):
                 conn.force_close()
                 excess -= 1
 
+    def tend(self, server, now):
+        """Periodically, at time `now` (loop time): the cap, and close connections silent for `idle`."""
+        self.trim(server)
+        open_now = self._open(server)
+        self._silent_since = {c: self._silent_since.get(c, now) for c in open_now}
+        for conn, since in self._silent_since.items():
+            if since is not None and now - since >= self.idle:
+                conn.force_close()
+
     @contextmanager
     def busy(self, protocol):
         """Within the block, the connection is serving a request: not to be closed for room."""
+        self._silent_since[protocol] = None
         self._busy[protocol] = self._busy.get(protocol, 0) + 1
         try:
             yield

@@ -4,7 +4,7 @@ Framing (pack/unpack) is shared with the plugins' client, core/client.py. Everyt
 can get wrong ends in a BadRequest with an HTTP status and a message for the user; nothing
 here may raise anything else on malformed input (the fuzz test holds it to that). A profile PNG
 is only checked from its header here; it is decoded when its job runs (decode_profile), one at
-a time on the worker's runner.
+a time on the worker's runner, and only the part under the job's region.
 """
 import numbers
 from dataclasses import dataclass
@@ -14,7 +14,7 @@ import numpy as np
 from . import client, imageio
 from .errors import KireiError
 from .pipeline import SCALES, check_profile_size
-from .profile import profile_from_png
+from .profile import PROFILE_NAME, png_size, profile_window
 
 MIN_TILE, MAX_TILE = 16, 4096
 DEFAULT_MAX_PIXELS = imageio.MAX_PIXELS  # largest region (and profile) a worker takes, unless told otherwise
@@ -37,11 +37,17 @@ class JobRequest:
     scale: int
     watermark: str
     tile: int = None
-    image_size: tuple = None  # (width, height) of the whole picture, when the client says
+    image_size: tuple = None  # (width, height) of the whole picture, when the client says (always with a profile)
 
     def decode_profile(self):
-        """The watermark profile (core.profile.Profile): its size was checked when the request came in."""
-        return profile_from_png(self.profile_png, size=self.image_size)
+        """The part of the watermark profile under the region (a core.profile.Profile), decoded: memory
+        in proportion to the region, whatever the picture's size. A region reaching past the picture
+        (a layer larger than the image) gets the part inside it; the rest carries no watermark."""
+        h, w = self.pixels.shape[:2]
+        (x, y), (iw, ih) = self.offset, self.image_size
+        x0, y0 = min(max(x, 0), iw), min(max(y, 0), ih)
+        x1, y1 = max(min(x + w, iw), x0), max(min(y + h, ih), y0)
+        return profile_window(self.profile_png, x0, y0, x1 - x0, y1 - y0)
 
 
 def _int(header, key, lo, hi, default=None):
@@ -69,9 +75,7 @@ def parse_job(body, max_pixels):
                               f"{client.PROTOCOL}: update the plugin and the engine together (install.py)")
     w = _int(header, "width", 1, 1 << 20)
     h = _int(header, "height", 1, 1 << 20)
-    if w * h > max_pixels:
-        raise BadRequest(413, f"the region is {w}x{h} = {w * h / 1e6:.1f} megapixels; this worker takes at most "
-                              f"{max_pixels / 1e6:.1f}")
+    _check_pixels("the region", w, h, max_pixels)
     c = _int(header, "channels", 1, 4)
     dtype = _choice(header, "dtype", tuple(client.DTYPES))
     scale = _int(header, "scale", 1, 4, 2)
@@ -94,7 +98,12 @@ def parse_job(body, max_pixels):
     n_pixels = w * h * c * client.DTYPES[dtype]
     mask_dtype = _choice(header, "mask_dtype", tuple(client.DTYPES)) if "mask_dtype" in header else None
     n_mask = w * h * client.DTYPES[mask_dtype] if mask_dtype else 0
-    n_profile = _int(header, "profile_bytes", 1, 1 << 30) if watermark == "profile" else 0
+    n_profile = 0
+    if watermark == "profile":
+        n_profile = _int(header, "profile_bytes", 1, 1 << 30)
+        if image_size is None:
+            raise BadRequest(400, "'image_size' (the whole picture's [width, height]) must come with a watermark "
+                                  "profile: update the plugin and the engine together (install.py)")
     expected = n_pixels + n_mask + n_profile
     if len(payload) != expected:
         raise BadRequest(400, f"the request's data is {len(payload)} bytes but its header announces {expected} "
@@ -112,33 +121,30 @@ def parse_job(body, max_pixels):
     profile_png = None
     if n_profile:
         profile_png = bytes(view[n_pixels + n_mask:])
-        _check_profile_header(profile_png, (w, h), offset, image_size, max_pixels)
+        _check_profile_header(profile_png, image_size, max_pixels)
     return JobRequest(pixels=pixels.astype(pixels.dtype.newbyteorder("=")), mask=mask, profile_png=profile_png,
                       offset=offset, scale=scale, watermark=watermark, tile=tile, image_size=image_size)
 
 
-def _check_profile_header(png, region, offset, image_size, max_pixels):
-    """Refuse, from its header alone, a profile that can't be right for this region or is too large to
-    decode: it must be the whole picture's size (image_size), or without it at least cover the region."""
-    name = "the watermark profile"
+def _check_pixels(name, width, height, max_pixels):
     try:
-        pw, ph = imageio.read_size(png, name)
-    except KireiError as e:
-        raise BadRequest(400, str(e)) from None
-    try:
-        imageio.check_pixels(name, pw, ph, max_pixels)
+        imageio.check_pixels(name, width, height, max_pixels)
     except KireiError as e:
         raise BadRequest(413, str(e)) from None
-    if image_size is not None:
-        try:
-            check_profile_size((pw, ph), *image_size, profile_name=name)
-        except KireiError as e:
-            raise BadRequest(400, str(e)) from None
-        return
-    (w, h), (x, y) = region, offset
-    if x < 0 or y < 0 or x + w > pw or y + h > ph:
-        raise BadRequest(400, f"the watermark profile is {pw}x{ph} but the region covers ({x}, {y}) to "
-                              f"({x + w}, {y + h}): a profile covers the whole picture")
+
+
+def _check_profile_header(png, image_size, max_pixels):
+    """Refuse, from its header alone, a profile that isn't the picture's size (image_size), is too
+    large to read through, or can't be read by rows."""
+    try:
+        pw, ph = png_size(png)
+    except KireiError as e:
+        raise BadRequest(400, str(e)) from None
+    _check_pixels(PROFILE_NAME, pw, ph, max_pixels)
+    try:
+        check_profile_size((pw, ph), *image_size, profile_name=PROFILE_NAME)
+    except KireiError as e:
+        raise BadRequest(400, str(e)) from None
 
 
 @dataclass

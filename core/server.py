@@ -117,8 +117,8 @@ class Worker:
             self.running = job
             await loop.run_in_executor(self.executor, self._run, job)
             self.running = None
-            if job.id not in self.jobs:
-                job.result = None  # dropped while it ran: no one can fetch it
+            if job.cancel.is_set():  # cancelled or dropped while it ran, maybe as it ended: nothing to keep
+                job.state, job.result = "cancelled", None
             job.finished.set()
             self.touch()
 
@@ -161,28 +161,28 @@ class Worker:
             job.request = None  # free the pixels
 
     def cancel(self, job):
+        """Stop a job and free what it holds at once: its request, and its result if it had ended."""
         job.cancel.set()
         job.request = None  # a running job's runner still holds it until the job stops (at its next poll)
-        if job.state == "queued":
-            if job in self.queue:
-                self.queue.remove(job)
-            job.state = "cancelled"
+        if job in self.queue:
+            self.queue.remove(job)
+        if job.state != "running":  # a running one is marked when it stops (run_jobs)
+            job.state, job.result = "cancelled", None
             job.finished.set()
 
     def drop(self, job):
         """Cancel a job and forget it, result and all."""
         self.cancel(job)
         self.jobs.pop(job.id, None)
-        job.result = None
 
     def position(self, job):
         return self.queue.index(job) + 1 if job in self.queue else None
 
     # ------------------------------------------------------------ housekeeping
-    async def housekeeping(self, trim_connections):
+    async def housekeeping(self, tend_connections):
         while True:
             await asyncio.sleep(0.25)
-            trim_connections()
+            tend_connections()
             now = time.monotonic()
             for job in list(self.jobs.values()):
                 if not job.watchers and now - job.seen > self.limits.lease:
@@ -233,19 +233,19 @@ def make_app(worker, max_body, cap):
 
     @web.middleware
     async def guard(request, handler):
-        refused = refusal(request)
-        if refused is not None:
-            return refused
-        worker.touch()
-        try:
-            with cap.busy(request.protocol):
+        with cap.busy(request.protocol):
+            refused = refusal(request)
+            if refused is not None:
+                return refused
+            worker.touch()
+            try:
                 return await handler(request)
-        except web.HTTPRequestEntityTooLarge:
-            return _error(413, f"the request is larger than this worker takes ({max_body // 2 ** 20} MiB)")
-        except web.HTTPException as e:
-            if e.status >= 400:
-                return _error(e.status, e.reason)
-            raise
+            except web.HTTPRequestEntityTooLarge:
+                return _error(413, f"the request is larger than this worker takes ({max_body // 2 ** 20} MiB)")
+            except web.HTTPException as e:
+                if e.status >= 400:
+                    return _error(e.status, e.reason)
+                raise
 
     async def health(request):
         return web.json_response({
@@ -413,8 +413,8 @@ def _warn_if_exposed(sock):
 
 
 async def _serve(sock, worker, max_body):
-    cap = ConnectionCap(worker.limits.connections)
-    # keepalive_timeout also closes a connection that sends no complete request (idle or slow headers)
+    cap = ConnectionCap(worker.limits.connections, worker.limits.idle)
+    # keepalive_timeout: a connection idle (or sending its next request's headers slowly) after a request
     runner = web.AppRunner(make_app(worker, max_body, cap), access_log=None, handle_signals=False,
                            keepalive_timeout=worker.limits.idle, auto_decompress=False)
     await runner.setup()
@@ -423,7 +423,8 @@ async def _serve(sock, worker, max_body):
     if os.name != "nt":
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, worker.stop.set)
-    tasks = [asyncio.create_task(worker.run_jobs()), asyncio.create_task(worker.housekeeping(lambda: cap.trim(runner.server)))]
+    tasks = [asyncio.create_task(worker.run_jobs()),
+             asyncio.create_task(worker.housekeeping(lambda: cap.tend(runner.server, loop.time())))]
     # the URL is the first line of output: the client waits for it
     print(url_of(sock), flush=True)
     devnull = os.open(os.devnull, os.O_WRONLY)

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from core.errors import KireiError
-from core.profile import Profile, load_profile, profile_from_png, save_profile
+from core.profile import Profile, load_profile, png_size, profile_from_png, profile_window, save_profile
 from tests.test_imageio import bomb_png, no_decoding  # noqa: F401 (a fixture)
 
 
@@ -78,3 +78,98 @@ def test_errors_name_the_profile(tmp_path):
 def _write(path, data):
     path.write_bytes(data)
     return path
+
+
+def _png(rgba, bits, **options):
+    """RGBA pixels (uint8 or uint16, H x W x 4) as PNG file bytes, written by pypng."""
+    import io
+
+    import png
+    h, w, _ = rgba.shape
+    buf = io.BytesIO()
+    png.Writer(w, h, greyscale=False, alpha=True, bitdepth=bits, **options).write(buf, rgba.reshape(h, w * 4))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_a_window_is_the_whole_profile_cropped(bits):
+    rng = np.random.default_rng(bits)
+    rgba = rng.integers(0, 2 ** bits, (20, 30, 4)).astype(np.uint8 if bits == 8 else np.uint16)
+    data = _png(rgba, bits)
+    whole = profile_from_png(data)
+    for x, y, w, h in ((0, 0, 30, 20), (7, 5, 10, 8), (29, 19, 1, 1), (3, 4, 0, 0)):
+        part = profile_window(data, x, y, w, h)
+        assert part.origin == (x, y) and part.size == (w, h)
+        np.testing.assert_array_equal(part.alpha, whole.alpha[y:y + h, x:x + w])
+        np.testing.assert_array_equal(part.color, whole.color[y:y + h, x:x + w])
+        # a window crops as the whole does, in the picture's coordinates, past its edges too
+        for region in ((x, y, w, h), (x - 2, y - 3, w + 4, h + 5)):
+            np.testing.assert_array_equal(part.crop(*region).alpha,
+                                          whole.crop(*region).alpha * _inside(region, (x, y, w, h)))
+
+
+def _inside(region, window):
+    """1 where the region's pixels fall in the window, else 0."""
+    x, y, w, h = region
+    wx, wy, ww, wh = window
+    ys, xs = np.mgrid[y:y + h, x:x + w]
+    return ((xs >= wx) & (xs < wx + ww) & (ys >= wy) & (ys < wy + wh)).astype(np.float32)
+
+
+def test_a_region_restores_the_same_from_a_window_of_the_profile():
+    from core.region import restore_region
+    from core.pipeline import Options
+    from tests.conftest import picture
+    p = _profile(60, 40, seed=3)
+    data = _png(np.dstack([p.color, p.alpha[..., None]]).__mul__(65535).round().astype(np.uint16), 16)
+    whole = profile_from_png(data)
+    px = (picture(60, 40, 1)[10:35, 20:50] * 255).astype(np.uint8)
+    mask = np.zeros((25, 30), np.uint8)
+    mask[5:20, 8:25] = 255
+    want = restore_region(px, offset=(20, 10), mask=mask, profile=whole, options=Options(scale=2))
+    got = restore_region(px, offset=(20, 10), mask=mask, profile=profile_window(data, 20, 10, 30, 25),
+                         options=Options(scale=2))
+    np.testing.assert_array_equal(got.pixels, want.pixels)
+    assert got.offset == want.offset
+
+
+def test_a_window_takes_the_memory_of_the_window_not_the_picture():
+    """An 8000x8000 profile (1 GB as floats; its pixels in one IDAT chunk, 256 MB inflated) read for a
+    64x64 window."""
+    import io
+    import tracemalloc
+
+    import png
+    width = height = 8000
+    row = bytearray(width * 4)
+    buf = io.BytesIO()
+    png.Writer(width, height, greyscale=False, alpha=True, bitdepth=8, chunk_limit=2 ** 30).write(
+        buf, (row for _ in range(height)))
+    tracemalloc.start()
+    try:
+        part = profile_window(buf.getvalue(), 5000, 3000, 64, 64)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert part.size == (64, 64) and not part.alpha.any()
+    assert peak < 16 * 2 ** 20, peak
+
+
+def test_what_a_window_cant_read_is_one_line_naming_the_profile():
+    rgba = np.full((6, 8, 4), 200, np.uint8)
+    good = _png(rgba, 8)
+    rgb = _png_rgb(rgba[..., :3])
+    cut = good[:good.index(b"IDAT") + 10]
+    for data, reason in ((b"junk", "can't read the picture"), (rgb, "must be an RGBA PNG"),
+                         (_png(rgba, 8, interlace=True), "interlaced PNG: save it without interlacing"),
+                         (cut, "can't read the picture")):
+        with pytest.raises(KireiError, match=f"^the watermark profile:? .*{re.escape(reason)}"):
+            profile_window(data, 0, 0, 8, 6)
+    assert png_size(good) == (8, 6)
+
+
+def _png_rgb(rgb):
+    import io
+    buf = io.BytesIO()
+    Image.fromarray(rgb, "RGB").save(buf, "PNG")
+    return buf.getvalue()
