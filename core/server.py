@@ -456,7 +456,7 @@ def serve(host="127.0.0.1", port=0, token_file=None, idle_exit=0, device="auto",
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:  # a flood of bad connections must not fill the disk
         handler.addFilter(RateLimitedLog(limits.log_burst, limits.log_period))
-    token = load_or_create_token(token_file or os.path.join(client.config_dir(), "token"))
+    token = load_or_create_token(token_file or os.path.join(client.config_dir(), client.TOKEN_FILE))
     dev = resolve_device(device)
     _say_if_the_model_is_unusable()
     sock = bind(host, port)
