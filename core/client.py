@@ -420,7 +420,7 @@ class Client(object):
         pixels: bytes, H x W x C little-endian of dtype ("uint8", "uint16", "float32"), alpha last.
         mask: bytes, H x W of mask_dtype (soft selection), or None. profile: path of a profile PNG.
         image_size: (width, height) of the whole picture (document, image): a profile of another size
-        is refused at once. Without it the profile must at least cover the region at its offset.
+        is refused at once. Required with a profile (the worker reads only the region's part of it).
         progress(fraction) is called as the job advances; setting the `cancel` event cancels it.
         Returns a Result; raises a KireiClientError subclass with a message for the user.
         """

@@ -33,7 +33,7 @@ def main():
     seen = []
     res = client.restore(pixels, job["width"], job["height"], job["channels"], job["dtype"], offset=job["offset"],
                          mask=mask, scale=job["scale"], watermark=job["watermark"], profile=job.get("profile"),
-                         progress=seen.append)
+                         image_size=job.get("image_size"), progress=seen.append)
     out["result"] = {"sha256": hashlib.sha256(res.pixels).hexdigest(), "size": [res.width, res.height],
                      "channels": res.channels, "dtype": res.dtype, "offset": list(res.offset)}
     out["progress_calls"] = len(seen)

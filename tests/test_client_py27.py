@@ -34,7 +34,7 @@ def _job_files(folder, scene, inside=""):
     seen = inside + folder
     job = {"pixels_file": seen + "/pixels.bin", "mask_file": seen + "/mask.bin", "profile": seen + "/profile.png",
            "width": 60, "height": 40, "channels": 4, "dtype": "uint8", "offset": [20, 10], "scale": 2,
-           "watermark": "profile"}
+           "watermark": "profile", "image_size": [stamped.shape[1], stamped.shape[0]]}
     json.dump(job, open(os.path.join(folder, "job.json"), "w"))
     want = restore_region(part, offset=(20, 10), mask=mask, profile=load_profile(profile_path),
                           options=Options(scale=2))

@@ -56,7 +56,8 @@ def test_jobs_through_the_worker_equal_the_direct_call(worker, scene):
     part = np.ascontiguousarray(rgba[10:50, 20:80])
     cases = [
         (part, dict(offset=(20, 10), mask=mask, profile=profile), dict(offset=(20, 10), mask=mask.tobytes(),
-                                                                        watermark="profile", profile=profile_path)),
+                                                                        watermark="profile", profile=profile_path,
+                                                                        image_size=stamped.shape[1::-1])),
         ((stamped * 65535).astype(np.uint16), dict(scale=4), dict(scale=4, watermark="none")),
         (stamped[..., :1].astype(np.float32), dict(scale=1), dict(scale=1, watermark="none")),
     ]
