@@ -26,7 +26,7 @@ import png
 import pytest
 
 from core import client as kc
-from tests.conftest import ROOT, RunningWorker, picture
+from tests.conftest import ROOT, RunningWorker
 
 
 # ---------------------------------------------------------------- helpers
