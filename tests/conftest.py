@@ -116,8 +116,12 @@ def virtual_display(screen="1024x768x24"):
         assert number.isdigit(), f"Xvfb didn't start (it said {number!r})"
         yield ":" + number
     finally:
-        xvfb.kill()
-        xvfb.wait()
+        xvfb.terminate()  # not SIGKILL: Xvfb then removes its lock file and socket for the next one
+        try:
+            xvfb.wait(30)
+        except subprocess.TimeoutExpired:
+            xvfb.kill()
+            xvfb.wait()
 
 
 def run_cli(*args, cwd=ROOT, timeout=600):
