@@ -1,10 +1,10 @@
-"""The learned method (`--method learned`, the default): KireiNet run tile by tile.
+"""The learned method (`--method learned`, the default): a registered model run tile by tile.
 
-The network works at x2 on RGB. x4 runs it twice (the second pass only upscales); x1 reduces
-the x2 result and keeps the input's own pixels wherever there is no watermark. Grey pictures
-go through as RGB and come back as luma; a picture's alpha channel is resampled classically.
+The model does the stamp removal and x1/x2/x4 itself (see core.models); this module keeps one
+warm copy per (model, device), feeds it tiles as tensors, and handles what is not the model's:
+grey pictures go through as RGB and come back as luma, a picture's alpha channel is resampled
+classically, and x1 keeps the input's own pixels wherever nothing is stamped.
 """
-import math
 import threading
 
 import numpy as np
@@ -13,12 +13,13 @@ import torch.nn.functional as F
 
 from .blend import luma
 from .interrupt import poll
+from .models import DEFAULT_MODEL
 from .upscale import LanczosUpscaler
-from .weights_io import DEFAULT_MODEL, load_model
+from .weights_io import load_model
 
 _models = {}
 _lock = threading.Lock()
-X1_MASK_THRESHOLD = 0.01  # opacity above which x1 takes the network's pixel rather than the input's
+X1_MASK_THRESHOLD = 0.01  # opacity above which x1 takes the model's pixel rather than the input's
 
 
 def model_for(device, name=DEFAULT_MODEL):
@@ -39,51 +40,39 @@ def model_for(device, name=DEFAULT_MODEL):
 class LearnedRestorer:
     """A tiler-compatible upscaler: (image, guide) -> image x scale.
 
-    mode: "profile" (guide = H x W x 4: opacity, then colour), "blind" (the network finds the
-    stamp) or "none" (upscale only).
+    mode: "profile" (guide = H x W x 4: opacity, then colour), "blind" (the model finds the
+    stamp) or "none" (upscale only). jpeg: the input was JPEG-compressed (the model may have a
+    body for that).
     """
 
-    def __init__(self, model, scale, device, mode):
-        self.model, self.scale, self.device, self.mode = model, int(scale), device, mode
-        body = model.body.radius
-        rf = model.receptive_field if mode == "blind" else body
-        if self.scale == 4:
-            rf += math.ceil(body / 2) + 1
-        elif self.scale == 1:
-            rf += 2
-        self.receptive_field = rf
+    def __init__(self, model, scale, device, mode, jpeg=False):
+        if mode not in model.modes:
+            raise ValueError(f"this model takes {', '.join(model.modes)}, not {mode!r}")
+        self.model, self.scale, self.device, self.mode, self.jpeg = model, int(scale), device, mode, jpeg
+        # x1 may keep a neighbour's input pixel (the keep mask is grown by one)
+        self.receptive_field = model.receptive_field(mode, self.scale) + (1 if self.scale == 1 else 0)
+        self.seam_overlap = model.seam_overlap
 
-    # ------------------------------------------------------------ tensors
     def _tensor(self, hwc):
         t = torch.from_numpy(np.ascontiguousarray(hwc.transpose(2, 0, 1)))[None].to(self.device)
         return t.contiguous(memory_format=torch.channels_last) if self.device.type != "cpu" else t
-
-    def _run(self, rgb, alpha=None, colour=None):
-        """One pass of the network at x2 (B x 3 x H x W tensors) -> (out, alpha used)."""
-        use_amp = self.device.type == "cuda"
-        amp = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-        with torch.autocast(self.device.type, dtype=amp, enabled=use_amp):
-            out, a, _ = self.model(rgb, alpha, colour)
-        return out.float().clamp(0, 1), a.float()
 
     @torch.no_grad()
     def restore_rgb(self, rgb, guide=None):
         """H x W x 3 float32 -> (H*scale) x (W*scale) x 3 float32."""
         x = self._tensor(rgb)
+        alpha = colour = None
         if self.mode == "profile":
             g = self._tensor(guide)
             alpha, colour = g[:, :1], g[:, 1:4]
-        elif self.mode == "none":
-            alpha, colour = torch.zeros_like(x[:, :1]), torch.zeros_like(x)
-        else:
-            alpha = colour = None
-        out, used = self._run(x, alpha, colour)
-        if self.scale == 4:
-            out, _ = self._run(out, torch.zeros_like(out[:, :1]), torch.zeros_like(out))
-        elif self.scale == 1:
-            out = F.avg_pool2d(out, 2)
+        use_amp = self.device.type == "cuda"
+        amp = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+        with torch.autocast(self.device.type, dtype=amp, enabled=use_amp):
+            out, used = self.model(x, alpha, colour, mode=self.mode, scale=self.scale, jpeg=self.jpeg)
+        out = out.float().clamp(0, 1)
+        if self.scale == 1 and not self.jpeg:
             # keep the input exactly where nothing is stamped (grown by a pixel, for soft edges)
-            keep = (F.max_pool2d(used, 3, stride=1, padding=1) <= X1_MASK_THRESHOLD).float()
+            keep = (F.max_pool2d(used.float(), 3, stride=1, padding=1) <= X1_MASK_THRESHOLD).float()
             out = keep * x + (1 - keep) * out
         return out[0].permute(1, 2, 0).cpu().numpy()
 

@@ -11,6 +11,7 @@ from . import imageio
 from .blend import luma
 from .dewatermark import remove_with_profile
 from .errors import KireiError
+from .models import DEFAULT_MODEL
 from .tiling import DEFAULT_TILE, run_tiled
 from .upscale import LanczosUpscaler
 
@@ -19,10 +20,10 @@ METHODS = ("learned", "classic")
 MIN_TILE = 64  # out of memory: tiles are halved down to this before giving up
 
 
-def default_method():
+def default_method(model=DEFAULT_MODEL):
     """The learned model when its weights are installed, else the classical method."""
     from .weights_io import available
-    return "learned" if available() else "classic"
+    return "learned" if available(model) else "classic"
 
 
 @dataclass
@@ -32,6 +33,8 @@ class Options:
     device: str = "auto"
     tile: int = DEFAULT_TILE
     blind: bool = False  # no profile given: remove the watermark blind (learned method only)
+    model: str = DEFAULT_MODEL  # a shipped model's name (core/weights) or a .safetensors path
+    jpeg: bool = False  # the picture was JPEG-compressed: the model's JPEG body, if it has one
 
 
 def colour_channels(channels):
@@ -90,7 +93,7 @@ def _learned_restorer(options, mode):
     from .devices import resolve_device
     from .learned import LearnedRestorer, model_for
     device = resolve_device(options.device)
-    return LearnedRestorer(model_for(device), options.scale, device, mode)
+    return LearnedRestorer(model_for(device, options.model), options.scale, device, mode, jpeg=options.jpeg)
 
 
 def context_pixels(options, profile=None):
@@ -109,7 +112,7 @@ def _restore_learned(pixels, profile, options, out_dtype, progress):
         alpha, colour = profile_for(profile, pixels.shape[2])  # grey pictures: grey colour
         guide = np.concatenate([alpha[..., None], colour], axis=2).astype(np.float32)
     restorer = _learned_restorer(options, mode)
-    tile = options.tile
+    tile = options.tile if options.scale < 4 else max(options.tile // 2, MIN_TILE)  # x4: 4x the work per px
     while True:
         try:
             return run_tiled(restorer, pixels, tile=tile, out_dtype=out_dtype, progress=progress, guide=guide)

@@ -1,5 +1,6 @@
 """Shipped weights: core/weights/<name>.safetensors plus <name>.json (architecture, arguments,
-scale, version, training record, scorer figures, and the sha256 of the .safetensors file).
+provenance, training record, scorer figures, and the sha256 of the .safetensors file). The
+safetensors' metadata holds the architecture and its config, so a file builds its own model.
 Loaded with safetensors: never unpickled; checked whole (sha256, finite values) before use.
 """
 import functools
@@ -12,10 +13,9 @@ from safetensors.torch import load_file, save_file
 
 from .digest import RECORD_EXT, WEIGHTS_EXT, file_sha256, sha256_problem
 from .errors import KireiError
-from .net import ARCHITECTURE, KireiNet
+from .models import DEFAULT_MODEL, build
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
-DEFAULT_MODEL = "kirei-x2"
 REMEDY = "reinstall Kirei (or `git checkout core/weights`) or use --method classic"
 
 
@@ -32,7 +32,7 @@ def save_weights(model, name, record):
     path = weights_path(name)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     state = {k: v.detach().float().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(state, path, metadata={"architecture": ARCHITECTURE, "config": json.dumps(model.config)})
+    save_file(state, path, metadata={"architecture": model.architecture, "config": json.dumps(model.config)})
     os.chmod(path, 0o644)  # shipped with the project: readable by everyone, like the code
     write_record(name, dict(record, sha256=file_sha256(path)))
     return path
@@ -98,13 +98,17 @@ def _problem(path, size, mtime_ns):
 def _read_model(path):
     with safe_open(path, "pt") as f:
         meta = f.metadata() or {}
-    if meta.get("architecture") != ARCHITECTURE:
-        raise ValueError(f"architecture {meta.get('architecture')!r}, this Kirei runs {ARCHITECTURE!r}")
-    model = KireiNet(**json.loads(meta["config"]))
+    model = build(meta.get("architecture"), json.loads(meta["config"]))
     model.load_state_dict(load_file(path))
     return model
 
 
 def load_model(name=DEFAULT_MODEL):
-    """A KireiNet with the named shipped weights (or a .safetensors path), checked (see verify), in eval mode."""
+    """The model with the named shipped weights (or a .safetensors path), checked (see verify), in eval mode."""
     return _read_model(verify(name)).eval()
+
+
+def installed():
+    """{name: record} of the models in core/weights whose weights are there and whole."""
+    names = sorted(f[:-len(WEIGHTS_EXT)] for f in os.listdir(WEIGHTS_DIR) if f.endswith(WEIGHTS_EXT))
+    return {n: describe(n) for n in names if available(n)}

@@ -1,0 +1,43 @@
+"""The front-end: the stamp taken off at the picture's own resolution.
+
+    I0 = (J - a*W) / max(1 - a, MIN_TRANSMITTANCE)      exact inversion of the blend
+    I  = I0 + repair(I0, J, a, gain)                    what inversion can't do
+
+Inversion multiplies the picture's own error (8-bit quantisation, JPEG blocks) by
+gain = 1/(1-a), and nearly opaque pixels carry almost nothing of the picture: the repair
+network sees the inverted and the stamped picture, the opacity and the gain, and learns to
+clean the first and fill in the second. Its last layer starts at zero, so an untrained
+front-end is exact inversion. Its output is the clean low-resolution picture: the x1 result,
+and what the upscaling body sees.
+"""
+import torch
+import torch.nn as nn
+
+from ..blend import MIN_TRANSMITTANCE
+
+DILATIONS = (1, 2, 4, 8, 4, 2, 1)
+
+
+def invert(stamped, alpha, colour):
+    """J = a*W + (1-a)*I undone (tensors), 1-a clamped so the result stays bounded, then clipped."""
+    t = torch.clamp(1.0 - alpha, min=MIN_TRANSMITTANCE)
+    return torch.clamp((stamped - alpha * colour) / t, 0.0, 1.0)
+
+
+class FrontEnd(nn.Module):
+    def __init__(self, channels=64, dilations=DILATIONS):
+        super().__init__()
+        layers = [nn.Conv2d(8, channels, 3, padding=1), nn.LeakyReLU(0.1, inplace=True)]
+        for d in dilations:
+            layers += [nn.Conv2d(channels, channels, 3, padding=d, dilation=d), nn.LeakyReLU(0.1, inplace=True)]
+        self.features = nn.Sequential(*layers)
+        self.tail = nn.Conv2d(channels, 3, 3, padding=1)
+        nn.init.zeros_(self.tail.weight)  # untrained: exact inversion
+        nn.init.zeros_(self.tail.bias)
+        self.radius = 2 + sum(dilations)
+
+    def forward(self, stamped, alpha, colour):
+        inverted = invert(stamped, alpha, colour)
+        gain = 1.0 / torch.clamp(1.0 - alpha, min=MIN_TRANSMITTANCE) - 1.0  # 0 where nothing is stamped
+        x = torch.cat([inverted - 0.5, stamped - 0.5, alpha, gain / 9.0], 1)
+        return inverted + self.tail(self.features(x))
