@@ -10,6 +10,7 @@ import sys
 import tempfile
 from collections import Counter
 from contextlib import contextmanager
+from dataclasses import replace
 
 from tqdm import tqdm
 
@@ -17,6 +18,7 @@ from . import __version__, imageio
 from .devices import DEVICES, resolve_device
 from .errors import KireiError
 from .estimate import estimate_profile
+from .models import DEFAULT_MODEL
 from .pipeline import METHODS, SCALES, Options, check_profile_size, restore_picture
 from .profile import load_profile, save_profile
 from .protocol import DEFAULT_MAX_BODY_MB, DEFAULT_MAX_PIXELS
@@ -56,6 +58,9 @@ def build_parser():
     wm.add_argument("--no-dewatermark", action="store_true", help="upscale only")
     r.add_argument("--method", choices=METHODS, default=None,
                    help="learned (the model; the default when its weights are installed) or classic")
+    r.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME",
+                   help=f"the learned model: {DEFAULT_MODEL} (default, best), kirei-fast (for slow machines), "
+                        "or a .safetensors file; `python -m core models` lists them")
     r.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICES)} (default auto)")
     r.add_argument("--tile", type=int, default=DEFAULT_TILE, metavar="N",
                    help=f"tile size in input pixels, bounds memory (default {DEFAULT_TILE})")
@@ -64,6 +69,9 @@ def build_parser():
                        description="Writes an RGBA PNG profile: RGB = watermark colour, A = opacity.")
     e.add_argument("inputs", nargs="+", metavar="INPUT")
     e.add_argument("-o", "--output", required=True, metavar="P.png")
+
+    sub.add_parser("models", help="list the installed models: size, speed and scores",
+                   description="The models in core/weights, with what their records say.")
 
     v = sub.add_parser("serve", help="run the worker that GIMP and Krita talk to (HTTP, see docs/protocol.md)",
                        description="Prints the URL it listens on as its first line of output.")
@@ -223,20 +231,21 @@ def _blind_profiles(paths, method):
     return profiles
 
 
-def choose_method(requested):
-    """--method as given (learned: one clear error if its weights are missing or damaged), else
-    the default: learned when its weights are whole, classic otherwise, with a warning when
-    they are there but damaged (weights merely not installed are the documented fallback)."""
-    from .weights_io import DEFAULT_MODEL, verify, weights_path
+def choose_method(requested, model=DEFAULT_MODEL):
+    """--method as given (learned: one clear error if the model's weights are missing or damaged),
+    else the default: learned when its weights are whole, classic otherwise, with a warning when
+    they are there but damaged (weights merely not installed are the documented fallback). A
+    model named on purpose (not the default) must be there."""
+    from .weights_io import verify, weights_path
     if requested == "classic":
         return requested
     try:
-        verify()
+        verify(model)
         return "learned"
     except KireiError as e:
-        if requested == "learned":
+        if requested == "learned" or model != DEFAULT_MODEL:
             raise
-        if os.path.exists(weights_path(DEFAULT_MODEL)):
+        if os.path.exists(weights_path(model)):
             say(f"warning: {e}; restoring with the classic method")
         return "classic"
 
@@ -249,7 +258,7 @@ def cmd_restore(args):
     if args.tile < 16:
         raise KireiError(f"--tile must be at least 16 pixels, not {args.tile}")
     profile = load_profile(args.profile) if args.profile else None
-    method = choose_method(args.method)
+    method = choose_method(args.method, args.model)
     plan, refused = plan_outputs(inputs, args.output, args.profile)
     for message in refused:
         say(f"error: {message}")
@@ -264,7 +273,8 @@ def _restore_all(plan, profile, method, args):
     """Restore each input to its planned output; a bad input fails alone. -> (failed, written)."""
     blind_mode = not args.profile and not args.no_dewatermark
     blind = _blind_profiles(list(plan), method) if blind_mode else {}
-    options = Options(scale=args.scale, method=method, device=args.device, tile=args.tile, blind=blind_mode)
+    options = Options(scale=args.scale, method=method, device=args.device, tile=args.tile, blind=blind_mode,
+                      model=args.model)
     failed, written = [], []
     for path, out in tqdm(plan.items(), desc="restoring", unit="picture", file=sys.stderr, disable=None):
         try:
@@ -272,7 +282,8 @@ def _restore_all(plan, profile, method, args):
             use = profile if profile is not None else blind.get(picture.size)
             if use is not None:
                 check_profile_size(use.size, *picture.size, name=path)
-            imageio.save_picture(restore_picture(picture, use, options), out)
+            jpeg = picture.format == "JPEG"  # the model's JPEG body cleans its blocks and ringing
+            imageio.save_picture(restore_picture(picture, use, replace(options, jpeg=jpeg)), out)
             written.append(out)
         except KireiError as e:
             failed.append(path)
@@ -340,6 +351,21 @@ def cmd_estimate(args):
     return 0
 
 
+def cmd_models(args):
+    from .weights_io import installed
+    models = installed()
+    if not models:
+        raise KireiError("no model is installed (core/weights is empty or damaged): reinstall Kirei, "
+                         "or restore with --method classic")
+    for name, rec in models.items():
+        scores = rec.get("scores", {})
+        figures = ", ".join(f"{case} {scores[case]:.2f}" for case in ("clean", "profile", "estimate", "jpeg")
+                            if isinstance(scores.get(case), (int, float)))
+        print(f"{name}{' (default)' if name == DEFAULT_MODEL else ''}: {rec.get('parameters', 0) / 1e6:.1f}M parameters, "
+              f"{rec.get('speed', 'speed not measured')}; PSNR-Y x2 {figures or 'not scored yet'}")
+    return 0
+
+
 def cmd_serve(args):
     from .server import serve  # aiohttp is only needed here
     return serve(host=args.host, port=args.port, token_file=args.token_file, idle_exit=args.idle_exit,
@@ -355,7 +381,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return {"restore": cmd_restore, "estimate": cmd_estimate, "serve": cmd_serve,
-                "train": cmd_train}[args.command](args)
+                "train": cmd_train, "models": cmd_models}[args.command](args)
     except KireiError as e:
         say(f"error: {e}")
         return EXIT_USAGE

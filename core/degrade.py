@@ -52,6 +52,7 @@ class Sample:
     alpha: np.ndarray  # P x P, the stamp's true opacity
     colour: np.ndarray  # P x P x 3, its true colour
     clean: np.ndarray  # P x P x 3, the low-resolution picture before stamping
+    jpeg: bool = False  # the stamped picture went through JPEG
 
 
 class PairMaker:
@@ -117,7 +118,7 @@ class PairMaker:
         Image.fromarray(u8).save(buf, "JPEG", quality=q, subsampling=2 if self.rng.random() < 0.5 else 0)
         return np.asarray(Image.open(buf).convert("RGB"))
 
-    def sample(self, mode=None, jitter=True):
+    def sample(self, mode=None, jitter=True, jpeg=None):
         rng, p = self.rng, self.patch
         mode = mode or MODES[int(rng.choice(len(MODES), p=MODE_WEIGHTS))]
         hr = self._hr_crop()
@@ -128,14 +129,15 @@ class PairMaker:
             alpha, colour = self._stamp_crop()
         stamped = alpha[..., None] * colour + (1 - alpha[..., None]) * lr
         stamped = np.clip(np.round(stamped * 255), 0, 255).astype(np.uint8)
-        if rng.random() < self.jpeg_share:
+        jpeg = rng.random() < self.jpeg_share if jpeg is None else jpeg
+        if jpeg:
             stamped = self._jpeg(stamped)
         if mode == "profile":
             given = jitter_profile(alpha, colour, rng) if jitter and rng.random() < 0.7 else (alpha, colour)
         else:
             given = (zero_a, zero_c)
         return Sample(stamped.astype(np.float32) / 255.0, given[0], given[1], 0.0 if mode == "blind" else 1.0,
-                      hr.astype(np.float32) / 255.0, alpha, colour, lr)
+                      hr.astype(np.float32) / 255.0, alpha, colour, lr, jpeg)
 
     def batch(self, n=None, samples=None):
         """A dict of float32 torch-ready arrays (N x C x H x W) for n new samples (or the given ones)."""
@@ -147,4 +149,6 @@ class PairMaker:
                 "known": np.array([s.known for s in ss], np.float32)[:, None, None, None],
                 "truth": chw([s.truth for s in ss]),
                 "alpha": np.stack([s.alpha for s in ss])[:, None],
-                "colour": chw([s.colour for s in ss])}
+                "colour": chw([s.colour for s in ss]),
+                "clean": chw([s.clean for s in ss]),
+                "jpeg": np.array([s.jpeg for s in ss], bool)}

@@ -1,13 +1,18 @@
-"""`python -m core train`: train KireiNet, resumably, and export shipped weights.
+"""`python -m core train`: fine-tune kirei-2 (or kirei-fast), in stages, resumably, and export.
 
-    python -m core train --out runs/x2 --steps 30000            # CPU or CUDA, bf16 autocast
-    python -m core train --out runs/x2 --steps 30000            # again: resumes from the checkpoint
-    python -m core train --out runs/x2 --export kirei-x2        # core/weights/kirei-x2.{safetensors,json}
+    python -m core train --out runs/k2 --stage front --steps 4000        # front-end + matte head, body frozen
+    python -m core train --out runs/k2 --stage joint --steps 2000        # then the body too, slowly
+    python -m core train --out runs/k2 --export kirei-2                  # core/weights/kirei-2.{safetensors,json}
+    python -m core train --out runs/mine --images ~/my-art --init kirei-2   # fine-tune on your own pictures
 
-Reproducible: one seed drives the initial weights and the data generator, and a checkpoint
-holds the generator's state, so a resumed run continues the same stream. Every --log-every steps
-a JSON line with the loss goes to OUT/log.jsonl; every --val-every steps a validation score
-(PSNR-Y at the model's scale, on held-out pictures, in the clean, profile and blind modes).
+Starts from a shipped model (--init: the imported waifu2x bodies and whatever was trained
+before). Stage "front" trains at low resolution only, where the front-end's job is (its target
+is the clean small picture), so it is cheap on a CPU; stage "joint" runs the body and
+compares the x2 result with the truth. Reproducible: one seed drives the data generator, and
+a checkpoint holds its state, so a resumed run continues the same stream; run the same command
+again to resume. An exponential moving average of the weights is validated and exported.
+Every --log-every steps a JSON line goes to OUT/log.jsonl; every --val-every steps the held-out
+PSNR-Y (x1 against the clean small picture; in the joint stage x2 too).
 """
 import json
 import math
@@ -25,13 +30,19 @@ from . import __version__
 from .degrade import PairMaker, load_rgb, picture_files, split_holdout
 from .devices import resolve_device
 from .errors import KireiError
-from .net import ARCHITECTURE, KireiNet, count_parameters, invert
-from .weights_io import save_weights
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from .models import DEFAULT_MODEL, build
+from .models.frontend import invert
+from .models.kirei2 import count_parameters
+from .weights_io import describe, load_model, save_weights, weights_path
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_DATA = os.path.join(PROJECT, "..", "shared", "data", "train")
 CHECKPOINT = "checkpoint.pt"
 WM_WEIGHT = 4.0  # extra weight of the pixels under the stamp, where the hard part is
+EMA_DECAY = 0.999
+STAGES = ("front", "joint")
 
 
 def add_arguments(p):
@@ -42,17 +53,18 @@ def add_arguments(p):
     p.add_argument("--steps", type=int, default=30000, help="total optimiser steps (the schedule's length)")
     p.add_argument("--time-limit", type=float, default=0, metavar="MIN",
                    help="stop (with a checkpoint) after this many minutes; run again to resume")
+    p.add_argument("--stage", choices=STAGES, default="front",
+                   help="front: the front-end and matte head alone, at low resolution, the body frozen; "
+                        "joint: then the body too, at --body-lr times the learning rate")
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--patch", type=int, default=48, help="low-resolution patch side")
+    p.add_argument("--patch", type=int, default=64, help="low-resolution patch side")
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--scale", type=int, choices=(2,), default=2,
-                   help="the network's scale (x4 runs it twice, x1 reduces its x2)")
-    p.add_argument("--channels", type=int, default=48)
-    p.add_argument("--blocks", type=int, default=6)
+    p.add_argument("--body-lr", type=float, default=0.02, help="the body's learning rate, relative (joint stage)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--no-bf16", action="store_true", help="train in float32 (default: bf16 autocast)")
-    p.add_argument("--init", metavar="W.safetensors", help="start from these weights (fine-tuning)")
+    p.add_argument("--init", default=DEFAULT_MODEL, metavar="MODEL",
+                   help=f"the model to start from: a shipped one (default {DEFAULT_MODEL}; kirei-fast) or a .safetensors")
     p.add_argument("--log-every", type=int, default=50)
     p.add_argument("--val-every", type=int, default=1000)
     p.add_argument("--save-every", type=int, default=500)
@@ -108,22 +120,42 @@ class Prefetcher:
 
 
 # ---------------------------------------------------------------- model step
-def forward_mixed(model, b):
-    """Forward a batch whose samples mix blind and known-profile modes (b["known"] says which)."""
+def _given_profile(model, b):
+    """(a, W) each sample is restored with: the profile it was given, or the matte head's guess
+    (blind samples), and the matte head's own (a, W) for its loss."""
     a_blind, c_blind = model.matte(b["stamped"])
     k = b["known"]
-    alpha = k * b["profile_alpha"] + (1 - k) * a_blind
-    colour = k * b["profile_colour"] + (1 - k) * c_blind
-    out = model.body(invert(b["stamped"], alpha, colour), b["stamped"], alpha)
-    return out, a_blind, c_blind
+    return k * b["profile_alpha"] + (1 - k) * a_blind, k * b["profile_colour"] + (1 - k) * c_blind, a_blind, c_blind
 
 
-def loss_terms(model, b):
-    out, a_blind, c_blind = forward_mixed(model, b)
-    out = out.float()
-    s = model.scale
-    under = F.interpolate((b["alpha"] > 0.01).float(), scale_factor=s, mode="nearest")
-    pixel = ((out - b["truth"]).abs() * (1 + WM_WEIGHT * under)).mean()
+def _upscale(model, clean, jpeg):
+    """The body's x2 of each sample: the JPEG body for samples that went through JPEG."""
+    if model.body_jpeg is None or not jpeg.any():
+        return model.body(clean)
+    out = torch.empty(clean.shape[:2] + (clean.shape[2] * 2, clean.shape[3] * 2), device=clean.device,
+                      dtype=clean.dtype)
+    parts = [(model.body, ~jpeg), (model.body_jpeg, jpeg)]
+    for body, which in parts:
+        if which.any():
+            y = body(clean[which])
+            out = out.to(y.dtype)
+            out[which] = y
+    return out
+
+
+def loss_terms(model, b, stage):
+    """The loss of a batch: the front-end's clean small picture against the truth at low
+    resolution (stage "front") or the body's x2 against the high-resolution truth ("joint"),
+    weighted up under the stamp; plus the blind matte head's own loss."""
+    alpha, colour, a_blind, c_blind = _given_profile(model, b)
+    clean = model.front(b["stamped"], alpha, colour)
+    under = (b["alpha"] > 0.01).float()
+    if stage == "front":
+        out, truth = clean.float(), b["clean"]
+    else:
+        out, truth = _upscale(model, clean, b["jpeg"]).float(), b["truth"]
+        under = F.interpolate(under, scale_factor=model.scale, mode="nearest")
+    pixel = ((out - truth).abs() * (1 + WM_WEIGHT * under)).mean()
     err_a = a_blind.float() - b["alpha"]
     # squared error: L1 alone lets the head sit at "no stamp anywhere" (the median) while it
     # can't yet tell stamp from picture; the mean keeps a gradient towards telling them apart
@@ -132,6 +164,18 @@ def loss_terms(model, b):
     matte_c = ((c_blind.float() - b["colour"]).abs() * w).sum() / (3 * w.sum() + 1e-6)
     return pixel + 2.0 * matte_a + 0.5 * matte_c, {"pixel": pixel.item(), "alpha": err_a.abs().mean().item(),
                                                   "colour": matte_c.item()}
+
+
+def param_groups(model, stage, lr, body_lr):
+    """What trains in each stage: the front-end and matte head; in "joint" the bodies too, slowly,
+    so that they stay at least as good as the waifu2x weights they start from."""
+    groups = [{"params": list(model.front.parameters()) + list(model.matte.parameters()), "base_lr": lr}]
+    bodies = [p for m in (model.body, model.body_jpeg) if m is not None for p in m.parameters()]
+    for p in bodies:
+        p.requires_grad_(stage == "joint")
+    if stage == "joint":
+        groups.append({"params": bodies, "base_lr": lr * body_lr})
+    return groups
 
 
 def learning_rate(step, total, base):
@@ -158,40 +202,42 @@ def psnr_y(out, truth, mask=None, shave=4):
     return float((10 * torch.log10(255.0 ** 2 / per.clamp(min=1e-10))).mean())
 
 
-def make_validation(pictures, seed, scale, n=32, patch=96):
+def make_validation(pictures, seed, scale, n=64, patch=96):
+    """Held-out samples with their true profile: half as PNG, half through JPEG."""
     maker = PairMaker(pictures, np.random.default_rng(seed), scale=scale, patch=patch, synth_share=0.25,
-                      synth_pool=8, stamp_pool=16, stamp_canvas=192, jpeg_share=0.0)
-    samples = [maker.sample(mode="profile", jitter=False) for _ in range(n)]
-    b = maker.batch(samples=samples)
-    b["clean"] = np.ascontiguousarray(np.stack([s.clean for s in samples]).transpose(0, 3, 1, 2))
-    return b
+                      synth_pool=8, stamp_pool=16, stamp_canvas=192)
+    samples = [maker.sample(mode="profile", jitter=False, jpeg=i >= n // 2) for i in range(n)]
+    return maker.batch(samples=samples)
 
 
 @torch.no_grad()
-def validate(model, val, device):
+def validate(model, val, device, stage):
+    """PSNR-Y of the x1 result (the front-end) against the clean small picture, and in the joint
+    stage of the x2 result against the truth, for clean input, the true profile (PNG and JPEG
+    input) and blind; "inverted" is exact inversion alone, what the front-end must beat."""
     model.eval()
     b = _to_device(val, device)
-    zero_a, zero_c = torch.zeros_like(b["alpha"]), torch.zeros_like(b["colour"])
-    under = F.interpolate((b["alpha"] > 0.01).float(), scale_factor=model.scale, mode="nearest")[:, 0]
+    png, jpg = ~b["jpeg"], b["jpeg"]
+    cases = {"clean": ("none", b["clean"], png), "profile": ("profile", b["stamped"], png),
+             "jpeg": ("profile", b["stamped"], jpg), "blind": ("blind", b["stamped"], png)}
     res = {}
-    for name, args in (("clean", (b["clean"], zero_a, zero_c)),
-                       ("profile", (b["stamped"], b["alpha"], b["colour"])),
-                       ("blind", (b["stamped"], None, None))):
-        out = torch.cat([model(args[0][i:i + 8], *(a[i:i + 8] if a is not None else None for a in args[1:]))[0]
-                         for i in range(0, len(args[0]), 8)])
-        res[name] = round(psnr_y(out, b["truth"]), 3)
-        if name == "blind":
-            res["blind_in_wm"] = round(psnr_y(out, b["truth"], under), 3)
-    base = F.interpolate(b["clean"], scale_factor=model.scale, mode="bicubic", align_corners=False)
-    res["bicubic"] = round(psnr_y(base, b["truth"]), 3)
+    for name, (mode, x, which) in cases.items():
+        for scale in ((1, 2) if stage == "joint" else (1,)):
+            outs = [model(x[which][i:i + 8], b["alpha"][which][i:i + 8], b["colour"][which][i:i + 8], mode=mode,
+                          scale=scale, jpeg=name == "jpeg")[0] for i in range(0, int(which.sum()), 8)]
+            truth = (b["clean"] if scale == 1 else b["truth"])[which]
+            res[f"{name}_x{scale}"] = round(psnr_y(torch.cat(outs), truth, shave=4 // (3 - scale)), 3)
+    inverted = invert(b["stamped"], b["alpha"], b["colour"])
+    res["inverted_x1"] = round(psnr_y(inverted[png], b["clean"][png], shave=2), 3)
+    res["inverted_jpeg_x1"] = round(psnr_y(inverted[jpg], b["clean"][jpg], shave=2), 3)
     model.train()
     return res
 
 
 # ---------------------------------------------------------------- checkpoints
-def save_checkpoint(path, model, opt, step, rng, record):
+def save_checkpoint(path, model, ema, opt, step, rng, record):
     tmp = path + ".tmp"
-    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+    torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(), "step": step,
                 "rng": json.dumps(rng.bit_generator.state), "torch_rng": torch.get_rng_state(),
                 "record": json.dumps(record)}, tmp)
     os.replace(tmp, path)
@@ -202,15 +248,21 @@ def load_checkpoint(path):
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def _ema(model):
+    """An exponential moving average of the weights: what is validated and exported."""
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(EMA_DECAY), use_buffers=True)
+
+
 def export(out_dir, name):
     ck = load_checkpoint(os.path.join(out_dir, CHECKPOINT))
     record = json.loads(ck["record"])
-    model = KireiNet(**record["config"])
-    model.load_state_dict(ck["model"])
+    model = build(record["architecture"], record["config"])
+    ema = _ema(model)
+    ema.load_state_dict(ck["ema"])
     record["steps_done"] = ck["step"]
     record["exported"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    path = save_weights(model, name, record)
-    print(f"exported step {ck['step']} to {path}")
+    path = save_weights(ema.module, name, record)
+    print(f"exported step {ck['step']} (EMA weights) to {path}")
     return 0
 
 
@@ -227,42 +279,49 @@ def main(args):
     train_pics, held_pics = [pictures[i] for i in train_idx], [pictures[i] for i in held_idx]
     os.makedirs(args.out, exist_ok=True)
     ck_path = os.path.join(args.out, CHECKPOINT)
-    config = dict(scale=args.scale, channels=args.channels, blocks=args.blocks, matte_channels=32)
 
     torch.manual_seed(args.seed)
-    model = KireiNet(**config).to(device)
-    if args.init:
-        from .weights_io import load_state
-        model.load_state_dict(load_state(args.init))
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.99))
+    start = load_model(args.init)  # the shipped model (or a file) this run fine-tunes
+    model = start.to(device).train()
+    base = describe(args.init) if os.path.exists(weights_path(args.init, ".json")) else {}
+    ema = _ema(model)
     rng = np.random.default_rng(args.seed)
-    record = {"architecture": ARCHITECTURE, "config": config, "version": __version__,
-              "parameters": count_parameters(model),
+    record = {"architecture": model.architecture, "config": model.config, "version": __version__,
+              "parameters": count_parameters(model), "speed": base.get("speed"),
+              "starting_weights": base.get("starting_weights", {"file": args.init}),
+              "fine_tuned_from": f"{args.init} (sha256 {base.get('sha256', '?')})",
               "data": {"folders": [os.path.relpath(f, PROJECT) for f in folders], "pictures": len(train_pics),
                        "held_out": len(held_pics), "synthetic": "core/synth.py anime_picture, 35% of crops",
                        "watermarks": "core/watermarks.py random_watermark (text/logos, fonts, opacity 0.2-0.8)"},
               "degradations": "crop -> downscale (bicubic 50%, lanczos, box, bilinear, hamming) -> stamp -> "
                               "JPEG q60-95 40% (4:2:0 half the time)",
-              "args": {k: v for k, v in vars(args).items() if k not in ("func", "command")},
+              "stages": [], "args": {k: v for k, v in vars(args).items() if k not in ("func", "command")},
               "device": str(device), "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "train_seconds": 0.0, "validation": []}
+    opt = torch.optim.Adam(param_groups(model, args.stage, args.lr, args.body_lr), lr=args.lr, betas=(0.9, 0.99))
     step = 0
     if os.path.exists(ck_path):
         ck = load_checkpoint(ck_path)
         model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        step = ck["step"]
-        rng.bit_generator.state = json.loads(ck["rng"])
-        torch.set_rng_state(ck["torch_rng"])
+        ema.load_state_dict(ck["ema"])
+        old = json.loads(ck["record"])
+        if old["stages"] and old["stages"][-1]["stage"] == args.stage:
+            opt.load_state_dict(ck["optimizer"])  # same stage: resume it; a new stage starts its own schedule
+            step = ck["step"]
+            rng.bit_generator.state = json.loads(ck["rng"])
+            torch.set_rng_state(ck["torch_rng"])
         args_now = record["args"]
-        record = json.loads(ck["record"])
+        record = old
         record["args"] = args_now  # the latest invocation's (the schedule follows its --steps)
         record.setdefault("resumed_at_steps", []).append(step)
-        print(f"resumed from {ck_path} at step {step}")
+        print(f"resumed from {ck_path} at step {step} of stage {args.stage}")
+    if not record["stages"] or record["stages"][-1]["stage"] != args.stage or step == 0:
+        record["stages"].append({"stage": args.stage, "steps": args.steps, "lr": args.lr, "body_lr": args.body_lr,
+                                 "batch": args.batch, "patch": args.patch})
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
-    val = make_validation(held_pics or train_pics, args.seed + 1, args.scale)
-    maker = PairMaker(train_pics, rng, scale=args.scale, patch=args.patch)
+    val = make_validation(held_pics or train_pics, args.seed + 1, model.scale)
+    maker = PairMaker(train_pics, rng, scale=model.scale, patch=args.patch)
     feed = Prefetcher(maker, args.batch)
     bf16 = not args.no_bf16
     log = open(os.path.join(args.out, "log.jsonl"), "a")
@@ -270,26 +329,26 @@ def main(args):
     trained_before = record["train_seconds"]
     sums, n = {}, 0
     try:
-        model.train()
         while step < args.steps:
             b = _to_device(feed.next(), device)
             if device.type == "cpu":
                 b = {k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v for k, v in b.items()}
             for g in opt.param_groups:
-                g["lr"] = learning_rate(step, args.steps, args.lr)
+                g["lr"] = learning_rate(step, args.steps, g["base_lr"])
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                loss, parts = loss_terms(model, b)
+                loss, parts = loss_terms(model, b, args.stage)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], 1.0)
             opt.step()
+            ema.update_parameters(model)
             step += 1
             n += 1
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v
             if step % args.log_every == 0:
                 now = time.time()
-                line = {"step": step, "lr": round(opt.param_groups[0]["lr"], 7),
+                line = {"stage": args.stage, "step": step, "lr": round(opt.param_groups[0]["lr"], 7),
                         **{k: round(v / n, 5) for k, v in sums.items()},
                         "sec_per_step": round((now - t_last) / n, 4)}
                 log.write(json.dumps(line) + "\n")
@@ -299,14 +358,14 @@ def main(args):
             done = step >= args.steps
             out_of_time = args.time_limit and time.time() - t_start > args.time_limit * 60
             if step % args.val_every == 0 or done or out_of_time:
-                v = {"step": step, **validate(model, val, device)}
+                v = {"stage": args.stage, "step": step, **validate(ema.module, val, device, args.stage)}
                 record["validation"].append(v)
                 log.write(json.dumps({"validation": v}) + "\n")
                 log.flush()
                 print("validation", json.dumps(v), flush=True)
             if step % args.save_every == 0 or done or out_of_time:
                 record["train_seconds"] = round(trained_before + time.time() - t_start, 1)
-                save_checkpoint(ck_path, model, opt, step, rng, record)
+                save_checkpoint(ck_path, model, ema, opt, step, rng, record)
             if out_of_time:
                 print(f"time limit reached at step {step}; run again to resume")
                 break

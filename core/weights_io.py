@@ -64,6 +64,9 @@ def verify(name=DEFAULT_MODEL):
     try:
         st = os.stat(path)
     except OSError:
+        if os.path.sep not in name and "/" not in name and not name.endswith(WEIGHTS_EXT) and name != DEFAULT_MODEL:
+            known = sorted(f[:-len(WEIGHTS_EXT)] for f in os.listdir(WEIGHTS_DIR) if f.endswith(WEIGHTS_EXT))
+            raise KireiError(f"no model named {name!r} is installed (installed: {', '.join(known) or 'none'})") from None
         raise KireiError(f"the model's weights are missing ({path}); {REMEDY}") from None
     problem = _problem(path, st.st_size, st.st_mtime_ns)
     if problem:
