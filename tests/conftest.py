@@ -99,21 +99,27 @@ def stamped_set(watermark):
 @contextmanager
 def virtual_display(screen="1024x768x24"):
     """An X server (Xvfb) for the block: yields its DISPLAY (":N"), or "" where there is no Xvfb
-    (CI must have one); ended, and waited for, when the block ends."""
+    (CI must have one); ended, and waited for, when the block ends. Its messages go to a log
+    that `display_report` reads when a client couldn't connect."""
     if not shutil.which("Xvfb"):
         assert not os.environ.get("KIREI_REQUIRE_HOSTS"), "CI must provide Xvfb"
         yield ""
         return
+    import tempfile
     rfd, wfd = os.pipe()
+    log = tempfile.NamedTemporaryFile(prefix="xvfb-", suffix=".log", delete=False)
     xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(wfd), "-screen", "0", screen, "-nolisten", "tcp"],
-                            pass_fds=(wfd,), stderr=subprocess.DEVNULL)
+                            pass_fds=(wfd,), stdout=log, stderr=log)
+    log.close()
     os.close(wfd)
+    number = ""
     try:
         import select
         with os.fdopen(rfd) as fh:
             ready, _, _ = select.select([fh], [], [], 60)
             number = fh.readline().strip() if ready else ""
-        assert number.isdigit(), f"Xvfb didn't start (it said {number!r})"
+        assert number.isdigit(), f"Xvfb didn't start (it said {number!r}): {display_report(xvfb, log.name, '')}"
+        _displays[":" + number] = (xvfb, log.name)
         yield ":" + number
     finally:
         xvfb.terminate()  # not SIGKILL: Xvfb then removes its lock file and socket for the next one
@@ -122,6 +128,25 @@ def virtual_display(screen="1024x768x24"):
         except subprocess.TimeoutExpired:
             xvfb.kill()
             xvfb.wait()
+        _displays.pop(":" + number, None)
+        os.unlink(log.name)
+
+
+_displays = {}  # DISPLAY -> (its Xvfb process, its log), while a virtual_display block runs
+
+
+def display_report(xvfb=None, log=None, display=None):
+    """What a failed X client's test should say about the server: alive or not, its socket, its log."""
+    if xvfb is None:
+        xvfb, log = _displays.get(display, (None, None))
+        if xvfb is None:
+            return f"no virtual display {display!r} is running"
+    sock = f"/tmp/.X11-unix/X{display[1:]}" if display else "?"
+    state = "running" if xvfb.poll() is None else f"exited with {xvfb.returncode}"
+    with open(log, errors="replace") as fh:
+        text = fh.read()[-2000:]
+    return (f"Xvfb (pid {xvfb.pid}) {state}; socket {sock} {'exists' if os.path.exists(sock) else 'is missing'}; "
+            f"its log:\n{text}")
 
 
 def run_cli(*args, cwd=ROOT, timeout=600):

@@ -17,7 +17,7 @@ from core.blend import stamp
 from core.pipeline import Options
 from core.profile import Profile, load_profile, save_profile
 from core.region import restore_region
-from tests.conftest import ROOT, RunningWorker, picture, virtual_display
+from tests.conftest import ROOT, RunningWorker, display_report, picture, virtual_display
 
 KRITARUNNER = shutil.which("kritarunner")
 CACHE = os.environ.get("KIREI_CI_CACHE", "/var/cache/kirei-ci")
@@ -180,8 +180,10 @@ def test_plugin_in_krita_gui(krita_worker, tmp_path):
             if krita.poll() is None:
                 krita.kill()
                 krita.wait()
+        x_server = display_report(display=display)
     result = os.path.join(out, "result.json")
-    assert os.path.exists(result), open(os.path.join(out, "krita.log"), errors="replace").read()[-3000:]
+    assert os.path.exists(result), (open(os.path.join(out, "krita.log"), errors="replace").read()[-3000:]
+                                    + "\n" + x_server)
     res = json.load(open(result))
     assert "traceback" not in res, res["traceback"]
     assert res["docker_found"] and res["docker_title"] == "Kirei" and res["action_found"]
