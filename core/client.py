@@ -7,7 +7,7 @@ tree, copied with `cp -rL`), so it must not import anything else from `core`.
 
     client = Client.from_environment()      # KIREI_SERVER_URL + KIREI_TOKEN_FILE, or a local worker
     result = client.restore(pixels, width, height, channels, "uint8", scale=2, watermark="blind",
-                            progress=lambda f: ..., cancel=threading.Event())
+                            model="kirei-fast", progress=lambda f: ..., cancel=threading.Event())
 
 A local worker is started on demand with the engine's Python (from settings.json, written by
 install.py), recorded in the user's config folder (URL, pid, token file) and reused by later
@@ -38,6 +38,9 @@ JOB_TYPE = "application/x-kirei-job"
 RESULT_TYPE = "application/x-kirei-result"
 DTYPES = {"uint8": 1, "uint16": 2, "float32": 4}
 WATERMARK_MODES = ("blind", "profile", "none")
+# the shipped models, the default (core.models.DEFAULT_MODEL) first: what the plugins offer when the
+# worker doesn't list its own (GET /v1/health "models")
+MODELS = ("kirei-2", "kirei-fast")
 DEFAULT_IDLE_EXIT = 600
 START_TIMEOUT = 120.0  # a first start imports torch, which can take a while on a cold disk
 POLL_SECONDS = 0.5
@@ -414,13 +417,14 @@ class Client(object):
 
     def restore(self, pixels, width, height, channels, dtype, offset=(0, 0), mask=None, mask_dtype="uint8",
                 scale=2, watermark="blind", profile=None, tile=None, progress=None, cancel=None, timeout=None,
-                image_size=None):
+                image_size=None, model=None):
         """Restore a region; see docs/protocol.md for the meaning of each field.
 
         pixels: bytes, H x W x C little-endian of dtype ("uint8", "uint16", "float32"), alpha last.
         mask: bytes, H x W of mask_dtype (soft selection), or None. profile: path of a profile PNG.
         image_size: (width, height) of the whole picture (document, image): a profile of another size
         is refused at once. Required with a profile (the worker reads only the region's part of it).
+        model: the learned model's name (one the worker lists in its health answer), or None for its default.
         progress(fraction) is called as the job advances; setting the `cancel` event cancels it.
         Returns a Result; raises a KireiClientError subclass with a message for the user.
         """
@@ -446,6 +450,8 @@ class Client(object):
             header["tile"] = tile
         if image_size:
             header["image_size"] = [int(image_size[0]), int(image_size[1])]
+        if model:
+            header["model"] = model
         body = pack(header, blobs)
         self.connect()
         status, _, data = self._request("POST", "/v1/jobs", body, JOB_TYPE, timeout=max(self.timeout, 60))

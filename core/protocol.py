@@ -13,6 +13,7 @@ import numpy as np
 
 from . import client, imageio
 from .errors import KireiError
+from .models import DEFAULT_MODEL
 from .pipeline import SCALES, check_profile_size
 from .profile import PROFILE_NAME, png_size, profile_window
 
@@ -38,6 +39,7 @@ class JobRequest:
     watermark: str
     tile: int = None
     image_size: tuple = None  # (width, height) of the whole picture, when the client says (always with a profile)
+    model: str = DEFAULT_MODEL  # a shipped model's name, never a path: the worker names what it has
 
     def decode_profile(self):
         """The part of the watermark profile under the region (a core.profile.Profile), decoded: memory
@@ -64,8 +66,20 @@ def _choice(header, key, choices, default=None):
     return v
 
 
-def parse_job(body, max_pixels):
-    """A JobRequest from a request body, or BadRequest."""
+def _model(header, models):
+    """The job's model: one of `models` (the installed ones), or the default. The default is taken
+    even when its weights are missing or damaged: the job then runs the classic method, as a job
+    that names no model does."""
+    v = header.get("model", DEFAULT_MODEL)
+    if v == DEFAULT_MODEL or (isinstance(v, str) and v in models):
+        return v
+    shown = repr(v) if len(repr(v)) <= 40 else repr(v)[:37] + "..."
+    raise BadRequest(400, f"no model named {shown} is installed in this worker (installed: "
+                          f"{', '.join(models) or 'none'})")
+
+
+def parse_job(body, max_pixels, models=()):
+    """A JobRequest from a request body, or BadRequest. models: the names of the installed models."""
     try:
         header, payload = client.unpack(body)
     except ValueError as e:
@@ -82,6 +96,7 @@ def parse_job(body, max_pixels):
     if scale not in SCALES:
         raise BadRequest(400, f"'scale' must be one of {', '.join(map(str, SCALES))}, got {scale}")
     watermark = _choice(header, "watermark", client.WATERMARK_MODES, "blind")
+    model = _model(header, models)
     offset = header.get("offset", [0, 0])
     if (not isinstance(offset, list) or len(offset) != 2
             or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or abs(v) > 1 << 24 for v in offset)):
@@ -123,7 +138,8 @@ def parse_job(body, max_pixels):
         profile_png = bytes(view[n_pixels + n_mask:])
         _check_profile_header(profile_png, image_size, max_pixels)
     return JobRequest(pixels=pixels.astype(pixels.dtype.newbyteorder("=")), mask=mask, profile_png=profile_png,
-                      offset=offset, scale=scale, watermark=watermark, tile=tile, image_size=image_size)
+                      offset=offset, scale=scale, watermark=watermark, tile=tile, image_size=image_size,
+                      model=model)
 
 
 def _check_pixels(name, width, height, max_pixels):

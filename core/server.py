@@ -2,14 +2,15 @@
 
 Its first line of output is the URL it listens on; nothing else goes to stdout after that
 (the client closes the pipe). Every endpoint wants `Authorization: Bearer <token>`. Jobs run
-one at a time on a single runner thread (one model, one device), the rest wait in a queue;
-each can be followed, cancelled, and its result fetched once; a job no client asks about any
-more is cancelled and dropped. With --idle-exit the worker stops by itself after that many
-seconds without requests or jobs. Nothing slow or large happens on the event loop: bodies are
-parsed on a thread and profiles decoded on the runner. What it limits is in core/limits.py.
+one at a time on a single runner thread (one device; each model a job names is loaded once and
+kept warm), the rest wait in a queue; each can be followed, cancelled, and its result fetched
+once; a job no client asks about any more is cancelled and dropped. With --idle-exit the worker
+stops by itself after that many seconds without requests or jobs. Nothing slow or large happens
+on the event loop: bodies are parsed on a thread and profiles decoded on the runner. What it limits is in core/limits.py.
 The protocol is described in docs/protocol.md.
 """
 import asyncio
+import functools
 import hmac
 import ipaddress
 import logging
@@ -33,6 +34,7 @@ from .errors import KireiError
 from .pipeline import METHODS, Options, default_method
 from .estimate import estimate_profile
 from .limits import ConnectionCap, Limits, RateLimitedLog
+from .models import DEFAULT_MODEL
 from .profile import profile_png
 from .protocol import (DEFAULT_MAX_BODY_MB, DEFAULT_MAX_PIXELS, BadRequest, EstimateRequest, pack_result,
                        parse_estimate, parse_job)
@@ -76,8 +78,9 @@ class Job:
 class Worker:
     """The worker's state: its jobs, the queue and the runner, and when it was last used."""
 
-    def __init__(self, token, device, max_pixels, idle_exit, limits=Limits()):
+    def __init__(self, token, device, max_pixels, idle_exit, limits=Limits(), models=None):
         self.token = token.encode()
+        self.models = dict(models or {})  # {name: record} of the installed models, read once (installed_models)
         self.device = device
         self.max_pixels = max_pixels
         self.idle_exit = idle_exit
@@ -140,12 +143,14 @@ class Worker:
                 job.result, job.content_type = profile_png(profile), "image/png"
                 job.progress, job.state = 1.0, "done"
                 return
+            method = default_method(r.model)  # classic when this model's weights are missing or damaged
             result = restore_region(r.pixels, offset=r.offset, mask=r.mask,
                                     profile=r.decode_profile() if r.watermark == "profile" else None,
-                                    options=Options(scale=r.scale, device=self.device.type,
-                                                    tile=r.tile or Options.tile, blind=r.watermark == "blind"),
+                                    options=Options(scale=r.scale, method=method, device=self.device.type,
+                                                    tile=r.tile or Options.tile, blind=r.watermark == "blind",
+                                                    model=r.model),
                                     progress=progress)
-            notice = BLIND_NOTICE if r.watermark == "blind" and default_method() == "classic" else None
+            notice = BLIND_NOTICE if r.watermark == "blind" and method == "classic" else None
             job.result = pack_result(result, notice)
             job.progress, job.state = 1.0, "done"
         except Cancelled:
@@ -203,6 +208,7 @@ def _error(status, message, **extra):
 
 def make_app(worker, max_body, cap):
     limits = worker.limits
+    parse_jobs = functools.partial(parse_job, models=tuple(worker.models))
 
     def refusal(request):
         """The answer to a request the worker won't take, decided from its headers alone; else None."""
@@ -248,14 +254,18 @@ def make_app(worker, max_body, cap):
                 raise
 
     async def health(request):
+        learned = bool(worker.models) or default_method() == "learned"
         return web.json_response({
             "version": __version__, "protocol": client.PROTOCOL, "device": worker.device.type,
             "device_name": _device_name(worker.device), "busy": worker.running is not None,
             "queued": len(worker.queue), "held": len(worker.jobs), "max_queue": limits.queue, "max_pixels": worker.max_pixels,
             "max_body": max_body, "lease": limits.lease,
-            "methods": [m for m in METHODS if m == "classic" or default_method() == "learned"]})
+            "methods": [m for m in METHODS if m == "classic" or learned],
+            # what a job's "model" may name, for the plugins' lists
+            "models": [{"name": n, "speed": str(rec.get("speed", ""))} for n, rec in worker.models.items()],
+            "default_model": DEFAULT_MODEL})
 
-    async def submit(request, parse=parse_job):
+    async def submit(request, parse=parse_jobs):
         if not worker.has_room():
             return _error(429, f"the worker is busy: {limits.queue} jobs are waiting, as many as it keeps; "
                                "try again in a moment")
@@ -441,13 +451,27 @@ async def _serve(sock, worker, max_body):
     worker.parser.shutdown(wait=False, cancel_futures=True)
 
 
-def _say_if_the_model_is_unusable():
-    """Why the learned method isn't offered (missing or damaged weights), once, in worker.log."""
+def _say_if_the_model_is_unusable(model=DEFAULT_MODEL):
+    """Why a model isn't offered (missing or damaged weights), once, in worker.log."""
     from .weights_io import verify
     try:
-        verify()
+        verify(model)
     except KireiError as e:
-        log.warning("%s: blind jobs are upscaled only", e)
+        log.warning("%s: %s", e, "blind jobs are upscaled only" if model == DEFAULT_MODEL else
+                    f"jobs can't choose {model}")
+
+
+def installed_models():
+    """{name: record} of the models a job may name, read once when the worker starts (hashing them
+    all again for every request would be slow; install.py stops the worker before it changes them).
+    Why the default model can't be used, if it can't, goes to worker.log."""
+    from .weights_io import installed
+    _say_if_the_model_is_unusable()
+    try:
+        return installed()
+    except (OSError, ValueError) as e:  # a record that can't be read: the default (or classic) still serves
+        log.warning("the installed models can't be listed (%s): jobs get the default model", e)
+        return {}
 
 
 def serve(host="127.0.0.1", port=0, token_file=None, idle_exit=0, device="auto", max_pixels=DEFAULT_MAX_PIXELS,
@@ -458,11 +482,11 @@ def serve(host="127.0.0.1", port=0, token_file=None, idle_exit=0, device="auto",
         handler.addFilter(RateLimitedLog(limits.log_burst, limits.log_period))
     token = load_or_create_token(token_file or os.path.join(client.config_dir(), client.TOKEN_FILE))
     dev = resolve_device(device)
-    _say_if_the_model_is_unusable()
+    models = installed_models()
     sock = bind(host, port)
 
     async def main():
-        worker = Worker(token, dev, max_pixels, idle_exit, limits)
+        worker = Worker(token, dev, max_pixels, idle_exit, limits, models)
         await _serve(sock, worker, max_body_mb * 2 ** 20)
 
     asyncio.run(main())

@@ -36,6 +36,8 @@ def _write(folder, seen_as):
          "mode_index": 1, "profile": seen_as + "/profile.png", "selection": [6, 4, 30, 24], "soft": [6, 24, 30, 4]},
         {"name": "grey_profile_x1", "bpp": 1, "pixels": seen_as + "/grey.raw", "scale_index": 0, "mode_index": 1,
          "profile": seen_as + "/profile.png"},
+        {"name": "rgb_blind_x2_fast", "bpp": 3, "pixels": seen_as + "/rgb.raw", "scale_index": 1, "mode_index": 0,
+         "model_index": 1},
     ]
     with open(os.path.join(folder, "job.json"), "w") as fh:
         json.dump({"width": W, "height": H, "cases": cases}, fh)
@@ -50,13 +52,16 @@ def _check(output, folder, sources, cases):
     res = json.loads(output.strip().splitlines()[-1])
     reg = res["registered"]
     assert reg["menu"] == "<Image>/Filters/Enhance" and reg["label"] == "Kirei: Remove Watermark & Upscale..."
-    assert reg["types"] == "RGB*, GRAY*" and reg["params"] == ["image", "drawable", "scale", "watermark", "profile"]
+    assert reg["types"] == "RGB*, GRAY*"
+    assert reg["params"] == ["image", "drawable", "scale", "watermark", "profile", "model"]
+    assert reg["models"] == ["kirei-2 (best)", "kirei-fast (for slow machines)"]
     profile = load_profile(os.path.join(folder, "profile.png"))
     for case in cases:
         got = res["cases"][case["name"]]
         src = sources[case["pixels"].rsplit("/", 1)[1]]
         src = np.dstack([src, np.full(src.shape[:2], 255, np.uint8)])  # the plug-in sends alpha too
         s = (1, 2, 4)[case["scale_index"]]
+        model = ("kirei-2", "kirei-fast")[case.get("model_index", 0)]
         mask, (x, y, x1, y1) = None, (0, 0, W, H)
         if case.get("selection"):
             full = np.zeros((H, W), np.uint8)
@@ -67,10 +72,15 @@ def _check(output, folder, sources, cases):
             ys, xs = np.nonzero(full)
             x, y, x1, y1 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
             mask = full[y:y1, x:x1]
-        want = restore_region(src[y:y1, x:x1], offset=(int(x), int(y)), mask=mask,
-                              profile=profile if case["mode_index"] == 1 else None,
-                              options=Options(scale=s, blind=case["mode_index"] == 0))
+
+        def engine(model):
+            return restore_region(src[y:y1, x:x1], offset=(int(x), int(y)), mask=mask,
+                                  profile=profile if case["mode_index"] == 1 else None,
+                                  options=Options(scale=s, blind=case["mode_index"] == 0, model=model))
+        want = engine(model)
         assert got["sha256"] == hashlib.sha256(want.pixels.tobytes()).hexdigest(), case["name"]
+        if model != "kirei-2":  # the chosen model ran, not the default
+            assert got["sha256"] != hashlib.sha256(engine("kirei-2").pixels.tobytes()).hexdigest(), case["name"]
         assert got["offsets"] == list(want.offset) and got["size"] == [want.pixels.shape[1], want.pixels.shape[0]]
         assert got["layers"][0].startswith("Kirei") and got["layers"][1] == "Background"
         assert got["source_unchanged"] and got["undo_balanced"] and got["image_size"] == [W * s, H * s]

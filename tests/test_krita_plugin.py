@@ -213,6 +213,53 @@ def test_docker_restores_the_active_layer(tmp_path):
     assert [n.name() for n in d.rootNode().childNodes()] == nodes
 
 
+def test_docker_lists_the_workers_models_and_sends_the_one_chosen(monkeypatch):
+    """The Model list comes from the worker's health answer; the choice is saved and goes in the job's
+    header, and the worker runs that model."""
+    from kirei import kirei_client
+    from kirei.controller import offered_models
+    KireiDocker, _ = _plugin()
+    app = krita.Krita.instance()
+    app.writeSetting("kirei", "model", "kirei-2")
+    docker = KireiDocker()
+    assert [docker.model.itemData(i) for i in range(docker.model.count())] == ["kirei-2", "kirei-fast"]
+    assert _until(lambda: "(fast" in docker.model.itemText(1), 60), docker.model.itemText(1)  # the worker's words
+    assert docker.model.currentData() == "kirei-2"
+    headers = []
+    real_pack = kirei_client.pack
+    monkeypatch.setattr(kirei_client, "pack", lambda header, blobs=(): headers.append(header) or real_pack(header, blobs))
+    try:
+        docker.model.setCurrentIndex(docker.model.findData("kirei-fast"))
+        assert app.readSetting("kirei", "model", "") == "kirei-fast"
+        d, rgba = _doc(32, 24, seed=8)
+        d.setActiveNode(d.nodeByName("Background"))
+        app.setActiveDocument(d)
+        app.writeSetting("kirei", "scale", "2")
+        app.writeSetting("kirei", "mode", "none")
+        assert docker.controller.restore()
+        _wait(docker.controller)
+        assert "Done in" in docker.findChild(QLabel, "kirei_message").text()
+        assert [h.get("model") for h in headers] == ["kirei-fast"]
+        got = _layer_rgba(d.nodeByName("Kirei x2 (upscale only)"), 64, 48)
+        np.testing.assert_array_equal(got, restore_region(rgba, options=Options(scale=2, model="kirei-fast")).pixels)
+        assert not np.array_equal(got, restore_region(rgba, options=Options(scale=2)).pixels)
+        # a saved model the worker doesn't have gives way to its default, shown and saved
+        docker._list_models(offered_models({"models": [{"name": "kirei-2", "speed": "slow"}],
+                                            "default_model": "kirei-2"}))
+        assert docker.model.count() == 1 and app.readSetting("kirei", "model", "") == "kirei-2"
+    finally:
+        app.writeSetting("kirei", "model", "kirei-2")
+
+
+def test_offered_models():
+    from kirei.controller import offered_models
+    assert offered_models() == offered_models({"version": "old"}) == [
+        ("kirei-2", "kirei-2 (best)"), ("kirei-fast", "kirei-fast (for slow machines)")]
+    listed = {"models": [{"name": "kirei-fast", "speed": "fast"}, {"name": "kirei-2", "speed": ""}, "odd"],
+              "default_model": "kirei-2"}
+    assert offered_models(listed) == [("kirei-2", "kirei-2"), ("kirei-fast", "kirei-fast (fast)")]
+
+
 def test_docker_cancel_leaves_the_document_untouched():
     KireiDocker, _ = _plugin()
     docker = KireiDocker()

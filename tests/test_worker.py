@@ -82,6 +82,46 @@ def test_blind_mode_runs_the_model_blind(worker):
     assert not np.array_equal(got, _direct(px).pixels)
 
 
+def test_a_job_runs_the_model_it_names(worker):
+    """"model": kirei-fast runs kirei-fast (the engine's own answer with that model), not the default."""
+    px = (picture(36, 28, seed=4) * 255).astype(np.uint8)
+    c = worker.client()
+    fast = c.restore(px.tobytes(), 36, 28, 3, "uint8", scale=2, watermark="blind", model="kirei-fast")
+    assert fast.notice is None and (fast.width, fast.height, fast.channels) == (72, 56, 4)
+    got = _result_array(fast)
+    np.testing.assert_array_equal(got, restore_region(px, options=Options(scale=2, blind=True,
+                                                                          model="kirei-fast")).pixels)
+    default = _result_array(c.restore(px.tobytes(), 36, 28, 3, "uint8", scale=2, watermark="blind"))
+    named = _result_array(c.restore(px.tobytes(), 36, 28, 3, "uint8", scale=2, watermark="blind", model="kirei-2"))
+    np.testing.assert_array_equal(named, default)
+    assert np.abs(got.astype(int) - default.astype(int)).mean() > 1  # another model: other pixels
+
+
+@pytest.mark.parametrize("model", ["kirei-x9", "", "core/weights/kirei-fast", "/tmp/kirei-fast.safetensors",
+                                   "../weights/kirei-2", 2, None, ["kirei-fast"]])
+def test_only_installed_models_by_name(worker, model):
+    """Anything but an installed model's name (a path included) is a 400 naming the installed ones."""
+    body = kc.pack({"width": 6, "height": 5, "channels": 3, "dtype": "uint8", "watermark": "none", "model": model},
+                   [bytes(90)])
+    status, data = _raw(worker, "POST", "/v1/jobs", body)
+    error = json.loads(data)["error"]
+    assert status == 400 and "\n" not in error, (status, error)
+    assert "is installed in this worker (installed: kirei-2, kirei-fast)" in error, error
+    with pytest.raises(kc.JobFailed, match="installed: kirei-2, kirei-fast"):
+        worker.client().restore(bytes(90), 6, 5, 3, "uint8", watermark="none", model="kirei-x9")
+
+
+def test_health_lists_the_models(worker):
+    info = worker.client().health()
+    models = {m["name"]: m["speed"] for m in info["models"]}
+    assert set(models) == {"kirei-2", "kirei-fast"} and info["default_model"] == "kirei-2"
+    assert models["kirei-fast"].startswith("fast") and models["kirei-2"]
+    # the plugins' fallback list is the shipped models, the default first
+    from core.models import DEFAULT_MODEL
+    from core.weights_io import installed
+    assert kc.MODELS[0] == DEFAULT_MODEL and set(kc.MODELS) == set(installed())
+
+
 def test_every_endpoint_wants_the_token(worker):
     for method, path in (("GET", "/v1/health"), ("POST", "/v1/jobs"), ("GET", "/v1/jobs/x"),
                          ("GET", "/v1/jobs/x/result"), ("DELETE", "/v1/jobs/x")):
@@ -161,7 +201,8 @@ def test_fuzzed_requests_never_break_the_worker(worker):
         "scale": st.one_of(st.integers(-1, 5), st.booleans()), "offset": st.one_of(
             st.lists(st.integers(-10, 10), max_size=3), st.text(max_size=2)),
         "watermark": st.sampled_from(["blind", "none", "profile", "?"]), "mask_dtype": st.sampled_from(["uint8", "f"]),
-        "profile_bytes": st.integers(-2, 50), "tile": st.integers(0, 5000), "protocol": st.integers(0, 2)})
+        "profile_bytes": st.integers(-2, 50), "tile": st.integers(0, 5000), "protocol": st.integers(0, 2),
+        "model": st.one_of(st.sampled_from(["kirei-2", "kirei-fast", "kirei", ""]), st.integers(), st.none())})
 
     @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
     @given(header=fields, payload=st.binary(max_size=600), cut=st.integers(0, 40), flip=st.integers(0, 2000))

@@ -44,6 +44,7 @@ def test_registered_in_the_enhance_menu():
     proc = _proc()
     assert "<Image>/Filters/Enhance" in list(proc.get_menu_paths())
     assert proc.get_menu_label() == "Kirei: Remove Watermark & Upscale..."
+    assert proc.create_config().get_property("model") == "kirei-2"  # the default model, kirei-fast on request
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
@@ -192,7 +193,7 @@ def test_the_window_s_cancel_button_stops_the_run(monkeypatch):
     try:
         before = _state(image)
 
-        def send(job, client, scale, mode, profile, progress=None, cancel=None):  # a worker that waits for Cancel
+        def send(job, client, scale, mode, profile, progress=None, cancel=None, model=None):  # waits for Cancel
             progress(0.5)
             cancel.wait()
             raise plugin.Cancelled("Cancelled" + plugin.UNCHANGED)

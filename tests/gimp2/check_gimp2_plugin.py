@@ -24,7 +24,7 @@ def main():
     out = {"python": sys.version.split()[0]}
     proc = gimpfu.registered["python-fu-kirei-restore"]
     out["registered"] = {"menu": proc["menu"], "label": proc["label"], "types": proc["imagetypes"],
-                         "params": [p[1] for p in proc["params"]]}
+                         "params": [p[1] for p in proc["params"]], "models": proc["params"][-1][4]}
     run = proc["function"]
     out["cases"] = {}
     for case in job["cases"]:
@@ -44,7 +44,7 @@ def main():
             for yy in range(y, y + sh):
                 image.selection._data[yy * w + x:yy * w + x + sw] = b"\x80" * sw
         before = bytes(src._data)
-        run(image, src, case["scale_index"], case["mode_index"], case.get("profile", ""))
+        run(image, src, case["scale_index"], case["mode_index"], case.get("profile", ""), case.get("model_index", 0))
         new = image.layers[0]
         out["cases"][case["name"]] = {
             "layers": [l.name for l in image.layers], "offsets": list(new.offsets), "size": [new.width, new.height],

@@ -26,9 +26,9 @@ from gi.repository import Gegl, GLib, GObject, Gimp  # noqa: E402
 
 import kirei_client  # noqa: E402
 from kirei_client import layer_name, what_changed  # noqa: E402
-from kirei_common import (BLURB, DEFAULT_MODE, DEFAULT_SCALE, HELP, MENU_LABEL, MENU_PATH, MODE_LABELS,  # noqa: E402
-                          MODES, PROC_NAME, SCALES, UNCHANGED, Cancelled, Changes, PluginError, check_result, check_settings,
-                          region, restore)
+from kirei_common import (BLURB, DEFAULT_MODE, DEFAULT_MODEL, DEFAULT_SCALE, HELP, MENU_LABEL, MENU_PATH,  # noqa: E402
+                          MODE_LABELS, MODEL_LABELS, MODELS, MODES, PROC_NAME, SCALES, UNCHANGED, Cancelled, Changes,
+                          PluginError, check_result, check_settings, region, restore)
 
 # image precision -> (babl sample type, the worker's dtype)
 _SAMPLES = {8: ("u8", "uint8"), 16: ("u16", "uint16")}
@@ -73,6 +73,8 @@ class KireiPlugIn(Gimp.PlugIn):
                                  _choice(list(zip(MODES, MODE_LABELS))), DEFAULT_MODE, flags)
         proc.add_string_argument("profile", "_Profile", "Watermark profile: an RGBA PNG the size of the image",
                                  "", flags)
+        proc.add_choice_argument("model", "_Model", "The learned model: kirei-2 is the best, kirei-fast quicker",
+                                 _choice(list(zip(MODELS, MODEL_LABELS))), DEFAULT_MODEL, flags)
         return proc
 
     def run(self, procedure, run_mode, image, drawables, config, data):
@@ -85,11 +87,12 @@ class KireiPlugIn(Gimp.PlugIn):
             scale = int(config.get_property("scale"))
             mode = config.get_property("watermark")
             profile = config.get_property("profile") or None
-            check_settings(scale, mode, profile)
+            model = config.get_property("model")
+            check_settings(scale, mode, profile, model)
             if not isinstance(drawable, Gimp.Layer) or drawable.is_group():
                 raise PluginError("Kirei works on layers; select a layer (not a mask, channel or group).")
             restore_image(image, drawable, scale, mode, profile,
-                          wait_with_progress if run_mode == Gimp.RunMode.NONINTERACTIVE else wait_in_window)
+                          wait_with_progress if run_mode == Gimp.RunMode.NONINTERACTIVE else wait_in_window, model)
         except Cancelled:
             return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
         except PluginError as e:
@@ -142,10 +145,10 @@ class Job(object):
             self.mask = bytes(image.get_selection().get_buffer().get(image_rect, 1.0, "Y u8", Gegl.AbyssPolicy.NONE))
         self.size = (image.get_width(), image.get_height())
 
-    def send(self, client, scale, mode, profile, progress=None, cancel=None):
+    def send(self, client, scale, mode, profile, progress=None, cancel=None, model=None):
         """The worker's part: may run on any thread, touches nothing of GIMP's."""
         return restore(client, self.pixels, self.width, self.height, self.channels, self.dtype, self.offset,
-                       self.mask, scale, mode, profile, self.size, progress=progress, cancel=cancel)
+                       self.mask, scale, mode, profile, self.size, progress=progress, cancel=cancel, model=model)
 
 
 def _layer_there(image, drawable):
@@ -283,14 +286,15 @@ def wait_with_progress(run):
     return run.outcome(poll=lambda: Gimp.progress_update(run.progress))
 
 
-def restore_image(image, drawable, scale, mode, profile, wait=wait_with_progress):
+def restore_image(image, drawable, scale, mode, profile, wait=wait_with_progress, model=None):
     """The whole run: read, send (wait(run) waits for it), and change the image. A PluginError
-    (a cancel included: kirei_client.Cancelled's message) leaves the image as it was."""
+    (a cancel included: kirei_client.Cancelled's message) leaves the image as it was. model: the
+    learned model's name, None for the worker's default."""
     job = Job(image, drawable)
     Gimp.progress_init("Kirei: restoring...")
     try:
         client = kirei_client.Client.from_environment()
-        result = wait(Run(lambda cancel, progress: job.send(client, scale, mode, profile, progress, cancel)))
+        result = wait(Run(lambda cancel, progress: job.send(client, scale, mode, profile, progress, cancel, model)))
         layer = apply_result(image, drawable, job, result, scale, mode)
     except kirei_client.KireiClientError as e:
         raise PluginError(str(e))

@@ -4,18 +4,24 @@ which part of a layer to send, the checks before the image changes and the undoi
 change (the checks' words are kirei_client's, shared with Krita). Python 2.7 and 3; no GIMP import."""
 from __future__ import division
 
+from kirei_client import MODELS  # the learned models' names, the default first
+
 PROC_NAME = "python-fu-kirei-restore"
 MENU_PATH = "<Image>/Filters/Enhance"
 MENU_LABEL = "Kirei: Remove Watermark & Upscale..."
 BLURB = "Remove a stamped watermark and upscale the layer into a new layer (Kirei)"
 HELP = ("Restores the active layer, or the part of it inside the selection: removes the watermark "
-        "(blind, or with a profile measured by `python -m core estimate`) and upscales it 1x, 2x or 4x. "
+        "(blind, or with a profile measured by `python -m core estimate`) and upscales it 1x, 2x or 4x, "
+        "with the learned model chosen (kirei-2, the best, or kirei-fast, for slow machines). "
         "The result is a new layer above the source; the image is scaled first when the scale is above 1.")
 SCALES = (1, 2, 4)
 MODES = ("blind", "profile", "none")
 MODE_LABELS = ("Remove it (blind)", "Remove it with a profile", "Don't remove (upscale only)")
+MODEL_LABELS = tuple({"kirei-2": "kirei-2 (best)", "kirei-fast": "kirei-fast (for slow machines)"}.get(m, m)
+                     for m in MODELS)
 DEFAULT_SCALE = 2
 DEFAULT_MODE = "blind"
+DEFAULT_MODEL = MODELS[0]
 
 
 UNCHANGED = ": the image is unchanged."
@@ -29,13 +35,15 @@ class Cancelled(PluginError):
     """The user cancelled the run."""
 
 
-def check_settings(scale, mode, profile):
+def check_settings(scale, mode, profile, model=DEFAULT_MODEL):
     if scale not in SCALES:
         raise PluginError("The scale must be 1, 2 or 4, not %s." % scale)
     if mode not in MODES:
         raise PluginError("Unknown watermark mode %r: choose blind, profile or none." % (mode,))
     if mode == "profile" and not profile:
         raise PluginError("Choose the watermark profile file (an RGBA PNG from `python -m core estimate`).")
+    if model not in MODELS:
+        raise PluginError("Unknown model %r: choose %s." % (model, " or ".join(MODELS)))
 
 
 def region(layer_x, layer_y, layer_w, layer_h, selection=None):
@@ -55,14 +63,15 @@ def region(layer_x, layer_y, layer_w, layer_h, selection=None):
 
 
 def restore(client, pixels, width, height, channels, dtype, offset, mask, scale, mode, profile, image_size,
-            progress=None, cancel=None):
+            progress=None, cancel=None, model=None):
     """Send a region to the worker (image_size: the whole image's, against which the worker checks the
-    profile); the client's errors become PluginErrors with their message."""
+    profile; model: the learned model's name, None for the worker's default); the client's errors
+    become PluginErrors with their message."""
     from kirei_client import Cancelled as ClientCancelled, KireiClientError
     try:
         return client.restore(pixels, width, height, channels, dtype, offset=offset, mask=mask, scale=scale,
                               watermark=mode, profile=profile if mode == "profile" else None,
-                              image_size=image_size, progress=progress, cancel=cancel)
+                              image_size=image_size, progress=progress, cancel=cancel, model=model)
     except ClientCancelled:
         raise Cancelled("Cancelled" + UNCHANGED)
     except KireiClientError as e:

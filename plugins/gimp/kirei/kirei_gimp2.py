@@ -20,9 +20,9 @@ from gimpfu import (GRAYA_IMAGE, NORMAL_MODE, PF_DRAWABLE, PF_FILE, PF_IMAGE, PF
 
 import kirei_client  # noqa: E402
 from kirei_client import layer_name, what_changed  # noqa: E402
-from kirei_common import (BLURB, DEFAULT_MODE, DEFAULT_SCALE, HELP, MENU_LABEL, MENU_PATH, MODE_LABELS,  # noqa: E402
-                          MODES, PROC_NAME, SCALES, UNCHANGED, Changes, PluginError, check_result, check_settings,
-                          region, restore)
+from kirei_common import (BLURB, DEFAULT_MODE, DEFAULT_MODEL, DEFAULT_SCALE, HELP, MENU_LABEL, MENU_PATH,  # noqa: E402
+                          MODE_LABELS, MODEL_LABELS, MODELS, MODES, PROC_NAME, SCALES, UNCHANGED, Changes, PluginError,
+                          check_result, check_settings, region, restore)
 
 
 def _read(drawable, x, y, w, h):
@@ -58,10 +58,10 @@ def _what_changed(image, drawable, size_then):
 
 
 def kirei_restore(image, drawable, scale_index=SCALES.index(DEFAULT_SCALE), mode_index=MODES.index(DEFAULT_MODE),
-                  profile=""):
+                  profile="", model_index=MODELS.index(DEFAULT_MODEL)):
     try:
-        scale, mode = SCALES[scale_index], MODES[mode_index]
-        check_settings(scale, mode, profile)
+        scale, mode, model = SCALES[scale_index], MODES[mode_index], MODELS[model_index]
+        check_settings(scale, mode, profile, model)
         if not pdb.gimp_item_is_layer(drawable) or pdb.gimp_item_is_group(drawable):
             raise PluginError("Kirei works on layers; select a layer (not a mask, channel or group).")
         lx, ly = drawable.offsets
@@ -75,7 +75,8 @@ def kirei_restore(image, drawable, scale_index=SCALES.index(DEFAULT_SCALE), mode
         mask = _read(image.selection, lx + rx, ly + ry, rw, rh) if selection else None
         gimp.progress_init("Kirei: restoring...")
         result = restore(kirei_client.Client.from_environment(), pixels, rw, rh, channels, "uint8",
-                         (lx + rx, ly + ry), mask, scale, mode, profile, size_then, progress=gimp.progress_update)
+                         (lx + rx, ly + ry), mask, scale, mode, profile, size_then, progress=gimp.progress_update,
+                         model=model)
         _apply(image, drawable, size_then, (lx + rx, ly + ry, rw, rh), result, scale, mode, channels)
     except PluginError as e:
         gimp.message("Kirei: %s" % e)
@@ -125,6 +126,8 @@ register(
         (PF_OPTION, "scale", "Scale", SCALES.index(DEFAULT_SCALE), ["%dx" % s for s in SCALES]),
         (PF_OPTION, "watermark", "Watermark", MODES.index(DEFAULT_MODE), list(MODE_LABELS)),
         (PF_FILE, "profile", "Profile (RGBA PNG)", ""),
+        # last, so that scripts calling the procedure keep their arguments' places
+        (PF_OPTION, "model", "Model", MODELS.index(DEFAULT_MODEL), list(MODEL_LABELS)),
     ],
     [],
     kirei_restore,

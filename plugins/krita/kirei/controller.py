@@ -26,6 +26,7 @@ class Controller(QObject):
     progress = pyqtSignal(float)
     message = pyqtSignal(str, bool)  # text, is_error
     worker_status = pyqtSignal(str)
+    models_listed = pyqtSignal(object)  # [(name, label)], the worker's default first: what it can run
     profile_changed = pyqtSignal(str)
     _done = pyqtSignal(object, object)  # (what finished, its outcome), from the worker thread
 
@@ -57,6 +58,11 @@ class Controller(QObject):
     def profile(self):
         return self.setting("profile", "")
 
+    @property
+    def model(self):
+        """The learned model's name (the worker checks it against what it has)."""
+        return self.setting("model", kc.MODELS[0]) or kc.MODELS[0]
+
     # ------------------------------------------------------------ the worker
     def _client(self):
         """The client of the next run. GUI thread only: no other thread touches self.client."""
@@ -65,13 +71,19 @@ class Controller(QObject):
         return self.client
 
     def refresh_status(self):
-        """Say which worker serves us, without starting one just to ask."""
+        """Say which worker serves us, and the models it has, without starting one just to ask."""
         try:
             client = self._client()
         except kc.KireiClientError as e:
             self.worker_status.emit("Worker: %s" % e)
             return
-        threading.Thread(target=lambda: self.worker_status.emit(status_line(client)), daemon=True).start()
+
+        def ask():
+            line, info = status_line(client)
+            self.worker_status.emit(line)
+            if info is not None:
+                self.models_listed.emit(offered_models(info))
+        threading.Thread(target=ask, daemon=True).start()
 
     # ------------------------------------------------------------ runs
     def restore(self, doc=None, node=None):
@@ -82,7 +94,7 @@ class Controller(QObject):
         k = Krita.instance()
         doc = doc or k.activeDocument()
         node = node or (doc.activeNode() if doc is not None else None)
-        scale, mode, profile = self.scale, self.mode, self.profile
+        scale, mode, profile, model = self.scale, self.mode, self.profile, self.model
         try:
             if mode == "profile" and not (profile and os.path.isfile(profile)):
                 raise KireiError("Choose the watermark profile file (or another watermark mode).")
@@ -93,7 +105,7 @@ class Controller(QObject):
             return False
         context = (doc, node, region, scale, mode)
         self._start("restore", context, lambda cancel: send(client, region, scale, mode, profile,
-                                                            self.progress.emit, cancel))
+                                                            self.progress.emit, cancel, model))
         return True
 
     def estimate(self, pictures, save_to):
@@ -170,17 +182,32 @@ class Controller(QObject):
 
 
 def status_line(client):
-    """One line on the worker that serves `client` (any thread); never starts a worker to ask."""
+    """(One line on the worker that serves `client`, its health answer or None) (any thread); never
+    starts a worker to ask."""
     try:
         info = client.probe()
         if info is None:
-            return "Worker: local, starts when needed"
+            return "Worker: local, starts when needed", None
         where = "local" if client.local else "remote, " + client.url
-        return "Worker: %s (%s)" % (info.get("device_name", info.get("device")), where)
+        return "Worker: %s (%s)" % (info.get("device_name", info.get("device")), where), info
     except kc.KireiClientError as e:
-        return "Worker: %s" % e
+        return "Worker: %s" % e, None
     except Exception as e:  # noqa: BLE001  a stale or odd worker.json: say it, never crash the thread
-        return "Worker: unknown (%s: %s)" % (type(e).__name__, e)
+        return "Worker: unknown (%s: %s)" % (type(e).__name__, e), None
+
+
+MODEL_LABELS = {"kirei-2": "kirei-2 (best)", "kirei-fast": "kirei-fast (for slow machines)"}
+
+
+def offered_models(info=None):
+    """[(name, label)] for the Model list, the default first: the models a worker's health answer
+    lists (labelled with their speed), else (no answer, or an older worker) the shipped ones."""
+    listed = [m for m in (info or {}).get("models") or () if isinstance(m, dict) and isinstance(m.get("name"), str)]
+    if not listed:
+        return [(name, MODEL_LABELS.get(name, name)) for name in kc.MODELS]
+    default = (info or {}).get("default_model")
+    listed.sort(key=lambda m: m["name"] != default)  # stable: the worker's order otherwise
+    return [(m["name"], "%s (%s)" % (m["name"], m["speed"]) if m.get("speed") else m["name"]) for m in listed]
 
 
 def pictures_from_documents(docs):

@@ -2,10 +2,11 @@
 import os
 
 from krita import DockWidget, Krita
+from PyQt5.QtCore import pyqtSlot
 from PyQt5.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QMenu,
                              QProgressBar, QPushButton, QToolButton, QVBoxLayout, QWidget)
 
-from .controller import MODES, PICTURE_FILTER, pictures_from_documents, pictures_from_folder
+from .controller import MODES, PICTURE_FILTER, offered_models, pictures_from_documents, pictures_from_folder
 
 DOCKER_ID = "kirei_docker"
 MODE_LABELS = {"blind": "Remove it (blind)", "profile": "Remove it with a profile", "none": "Don't remove (upscale only)"}
@@ -26,6 +27,11 @@ class KireiDocker(DockWidget):
         self.scale.setCurrentIndex((1, 2, 4).index(c.scale))
         self.scale.currentIndexChanged.connect(lambda i: c.set_setting("scale", self.scale.itemData(i)))
         form.addRow("Scale", self.scale)
+        self.model = QComboBox(body)
+        self.model.setToolTip("kirei-2 gives the best pictures; kirei-fast is quicker on slow machines")
+        self._list_models(offered_models())  # the worker's own list replaces it once it answers
+        self.model.currentIndexChanged.connect(lambda i: c.set_setting("model", self.model.itemData(i)))
+        form.addRow("Model", self.model)
         self.mode = QComboBox(body)
         for m in MODES:
             self.mode.addItem(MODE_LABELS[m], m)
@@ -81,6 +87,7 @@ class KireiDocker(DockWidget):
         c.message.connect(self._message)
         c.worker_status.connect(self.status.setText)
         c.profile_changed.connect(self._profile_changed)
+        c.models_listed.connect(self._list_models)
         self._mode_changed(self.mode.currentIndex())
         c.refresh_status()
 
@@ -92,6 +99,20 @@ class KireiDocker(DockWidget):
         mode = self.mode.itemData(index)
         self.controller.set_setting("mode", mode)
         self.profile.setEnabled(mode == "profile")
+
+    @pyqtSlot(object)  # a slot: the list comes from the status thread, and is shown on the GUI thread
+    def _list_models(self, models):
+        """Offer `models` [(name, label)], keeping the saved choice if it is offered, else the first
+        (the worker's default), which is saved then: what is shown is what is sent."""
+        saved = self.controller.model
+        self.model.blockSignals(True)
+        self.model.clear()
+        for name, label in models:
+            self.model.addItem(label, name)
+        self.model.setCurrentIndex(max(self.model.findData(saved), 0))
+        self.model.blockSignals(False)
+        if self.model.count() and self.model.currentData() != saved:
+            self.controller.set_setting("model", self.model.currentData())
 
     def _busy(self, busy):
         self.restore_button.setEnabled(not busy)

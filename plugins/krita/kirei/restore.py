@@ -164,15 +164,16 @@ def apply_result(doc, node, region, result, scale, name):
     return layer
 
 
-def restore_now(client, doc, node, scale=2, watermark="blind", profile=None, progress=None, cancel=None):
+def restore_now(client, doc, node, scale=2, watermark="blind", profile=None, progress=None, cancel=None, model=None):
     """The whole run, synchronously (scripts and tests; the docker runs the middle step off the GUI thread)."""
     region = read_region(doc, node)
-    result = send(client, region, scale, watermark, profile, progress, cancel)
+    result = send(client, region, scale, watermark, profile, progress, cancel, model)
     return apply_result(doc, node, region, result, scale, layer_name(scale, watermark))
 
 
-def send(client, region, scale, watermark, profile, progress=None, cancel=None):
-    """The worker's part: may run on any thread, touches no Krita object."""
+def send(client, region, scale, watermark, profile, progress=None, cancel=None, model=None):
+    """The worker's part: may run on any thread, touches no Krita object. model: None for the worker's default."""
     return client.restore(region.pixels, region.width, region.height, region.channels, region.dtype,
                           offset=(region.x, region.y), mask=region.mask, scale=scale, watermark=watermark,
-                          profile=profile, image_size=region.canvas, progress=progress, cancel=cancel)
+                          profile=profile, image_size=region.canvas, progress=progress, cancel=cancel,
+                          model=model)
