@@ -1,18 +1,24 @@
 """Training pairs in the scene's order: clean high-resolution crop -> downscale (random filter)
 -> stamp a watermark at low resolution -> sometimes JPEG.
 
-Sources are real pictures (../shared/data/train, a user's --images folder) and the project's
-own procedural anime pictures (core/synth.py). Every sample comes in one of three modes, as
+Sources (SOURCE_SHARES): real painted pictures (../shared/data/train, a user's --images folder),
+anime-style pictures with transparency (../shared/data/train_anime, shown on white), SVGs
+rendered at random sizes (../shared/data/train_svg), composed scenes (a sprite over a
+background, core/scenes.py) and the project's own procedural anime pictures (core/synth.py);
+sources that aren't there leave their share to the others. Every sample comes in one of three modes, as
 users run the model: with a known profile (jittered, as an estimate would be), blind (the
 network finds the stamp itself; sometimes there is none), or upscale-only (no watermark).
 """
+import csv
 import io
 import os
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
+from .scenes import Sprite, SvgPool, log_uniform, on_white, scene_crop
 from .synth import anime_picture
 from .watermarks import jitter_profile, random_watermark
 
@@ -22,14 +28,21 @@ DOWNSCALE_FILTERS = ((Image.BICUBIC, 0.5), (Image.LANCZOS, 0.15), (Image.BOX, 0.
 MODES = ("profile", "blind", "none")
 MODE_WEIGHTS = (0.45, 0.4, 0.15)
 PICTURE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+# shares of the crops; the order is the order of the draw (synthetic first: a maker with only
+# pictures and procedural ones draws exactly as it did before the other sources came)
+SOURCE_SHARES = {"synth": 0.15, "pictures": 0.35, "anime": 0.15, "svg": 0.20, "scene": 0.15}
+SCENE_PICTURE_BACKGROUND = 0.75  # else a procedural one (gradients, flat shapes)
+SCENE_ANIME_SPRITE = 0.3  # else an SVG render
+
+
+def load_rgba(path):
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGBA"))
 
 
 def load_rgb(path):
     """An RGB uint8 array of a picture, transparency composited on white (as art is shown)."""
-    with Image.open(path) as im:
-        im = im.convert("RGBA")
-        white = Image.new("RGBA", im.size, (255, 255, 255, 255))
-        return np.asarray(Image.alpha_composite(white, im).convert("RGB"))
+    return on_white(load_rgba(path))
 
 
 def picture_files(folder):
@@ -40,6 +53,35 @@ def picture_files(folder):
 def split_holdout(files, every=12):
     """(training files, held-out validation files): every `every`-th picture is held out."""
     return [f for i, f in enumerate(files) if i % every != every // 2], files[every // 2::every]
+
+
+def provenance(folder, paths):
+    """{"licences": {licence: n}, "sets": {set: n}} of the files, from folder/MANIFEST.csv (a row
+    per file: set,file,...,license,...); files it doesn't list count as "unknown"."""
+    rows = {}
+    if os.path.exists(os.path.join(folder, "MANIFEST.csv")):
+        with open(os.path.join(folder, "MANIFEST.csv"), newline="", encoding="utf-8") as fh:
+            rows = {os.path.normpath(r["file"]): r for r in csv.DictReader(fh)}
+    licences, sets = Counter(), Counter()
+    for p in paths:
+        r = rows.get(os.path.normpath(os.path.relpath(p, folder)), {})
+        licences[r.get("license") or "unknown"] += 1
+        sets[r.get("set") or "unknown"] += 1
+    return {"licences": dict(licences.most_common()), "sets": dict(sets.most_common())}
+
+
+def source_shares(available, shares=None, synth_share=None):
+    """{source: share} over the available sources (synth always is), summing to 1; synth_share,
+    when given, fixes the procedural share and scales the others to the rest."""
+    s = dict(SOURCE_SHARES if shares is None else shares)
+    s = {k: v for k, v in s.items() if v > 0 and (k == "synth" or k in available)}
+    rest = sum(v for k, v in s.items() if k != "synth")
+    if synth_share is not None and rest:
+        s = {k: synth_share if k == "synth" else v * (1 - synth_share) / rest for k, v in s.items()}
+    if not rest:  # procedural pictures alone
+        return {"synth": 1.0}
+    total = sum(s.values())
+    return {k: v / total for k, v in s.items()}
 
 
 @dataclass
@@ -59,16 +101,22 @@ class PairMaker:
     """Makes training samples from a seeded generator; pools of pictures and stamps are refreshed
     slowly so that each one is used for many crops (drawing them is the slow part)."""
 
-    def __init__(self, pictures, rng, scale=2, patch=48, synth_share=0.35, synth_pool=48,
-                 stamp_pool=160, stamp_canvas=192, jpeg_share=0.4):
+    def __init__(self, pictures, rng, scale=2, patch=48, synth_share=None, synth_pool=48,
+                 stamp_pool=160, stamp_canvas=192, jpeg_share=0.4, anime=(), svg_files=(), svg_pool=32,
+                 shares=None):
         self.pictures = pictures  # list of H x W x 3 uint8 arrays
         self.rng = rng
         self.scale, self.patch = scale, patch
-        self.synth_share = synth_share if pictures else 1.0
         self.jpeg_share = jpeg_share
         self.stamp_canvas = stamp_canvas
         self.synth = [self._new_synth() for _ in range(synth_pool)]
         self.stamps = [random_watermark(stamp_canvas, stamp_canvas, rng) for _ in range(stamp_pool)]
+        self.anime = [Sprite.of(a) for a in anime]  # H x W x 4 uint8 arrays: pictures and sprites
+        self.svg = SvgPool(svg_files, rng, svg_pool, min_side=patch * scale) if len(svg_files) else None
+        available = {k for k, there in (("pictures", pictures), ("anime", self.anime), ("svg", self.svg)) if there}
+        if self.svg or any(len(s.edges) for s in self.anime):
+            available.add("scene")
+        self.shares = source_shares(available, shares, synth_share)
 
     def _new_synth(self):
         return np.asarray(anime_picture(384, 384, seed=int(self.rng.integers(2 ** 31))))
@@ -78,20 +126,60 @@ class PairMaker:
         self.synth[int(self.rng.integers(len(self.synth)))] = self._new_synth()
         c = self.stamp_canvas
         self.stamps[int(self.rng.integers(len(self.stamps)))] = random_watermark(c, c, self.rng)
+        if self.svg:
+            self.svg.refresh()
+
+    def _source(self):
+        u, top = self.rng.random(), 0.0
+        for name, share in self.shares.items():
+            top += share
+            if u < top:
+                return name
+        return name
+
+    def _crop(self, source, size):
+        """A size x size RGB crop of a random picture of the source, at a random zoom (the crop
+        covers size / zoom of the picture's pixels, reduced with Lanczos: a sharp truth)."""
+        rng = self.rng
+        if source == "synth":
+            src, zoom = self.synth[int(rng.integers(len(self.synth)))], rng.uniform(0.7, 1.0)
+        elif source == "pictures":
+            src, zoom = self.pictures[int(rng.integers(len(self.pictures)))], rng.uniform(0.3, 1.0)
+        elif source == "anime":  # up to 2048 px: from a close-up of the line art to most of the figure
+            src, zoom = self.anime[int(rng.integers(len(self.anime)))].rgba, log_uniform(rng, 0.12, 1.0)
+        else:  # svg: rendered at a random size already
+            src, zoom = self.svg.pick().rgba, rng.uniform(0.5, 1.0)
+        h, w = src.shape[:2]
+        side = min(int(round(size / zoom)), h, w)
+        # flat art on white is mostly empty: a few tries for a crop that holds some drawing
+        for _ in range(1 if source in ("synth", "pictures") else 5):
+            y, x = int(rng.integers(h - side + 1)), int(rng.integers(w - side + 1))
+            a = src[y:y + side, x:x + side]
+            if a.shape[2] == 3 or on_white(a[::4, ::4]).std() > 6:
+                break
+        crop = Image.fromarray(a)
+        if side != size:
+            crop = crop.resize((size, size), Image.LANCZOS)  # RGBA: premultiplied, so white can come after
+        return on_white(np.asarray(crop)) if a.shape[2] == 4 else np.asarray(crop)
+
+    def _scene(self, size):
+        """A background crop with a sprite over it: an anime picture or an SVG render with
+        transparency, at a random scale (anime pictures are large: mostly reduced)."""
+        rng = self.rng
+        use_pictures = self.pictures and rng.random() < SCENE_PICTURE_BACKGROUND
+        background = self._crop("pictures" if use_pictures else "synth", size)
+        anime = [s for s in self.anime if len(s.edges)]
+        sprite = self.svg.pick(sprites_only=True) if self.svg else None
+        if anime and (sprite is None or rng.random() < SCENE_ANIME_SPRITE):
+            return scene_crop(background, anime[int(rng.integers(len(anime)))], log_uniform(rng, 0.08, 0.6), rng)
+        if sprite is None:  # no render in the pool has transparency just now
+            return background
+        return scene_crop(background, sprite, rng.uniform(0.4, 1.0), rng)
 
     def _hr_crop(self):
         rng, size = self.rng, self.patch * self.scale
-        if rng.random() < self.synth_share:
-            src, zoom = self.synth[int(rng.integers(len(self.synth)))], rng.uniform(0.7, 1.0)
-        else:
-            src, zoom = self.pictures[int(rng.integers(len(self.pictures)))], rng.uniform(0.3, 1.0)
-        h, w = src.shape[:2]
-        side = min(int(round(size / zoom)), h, w)
-        y, x = int(rng.integers(h - side + 1)), int(rng.integers(w - side + 1))
-        crop = Image.fromarray(src[y:y + side, x:x + side])
-        if side != size:
-            crop = crop.resize((size, size), Image.LANCZOS)
-        a = np.asarray(crop)
+        source = self._source()
+        a = self._scene(size) if source == "scene" else self._crop(source, size)
         if rng.random() < 0.5:
             a = a[:, ::-1]
         return np.ascontiguousarray(np.rot90(a, int(rng.integers(4))))

@@ -27,9 +27,10 @@ import torch
 import torch.nn.functional as F
 
 from . import __version__
-from .degrade import PairMaker, load_rgb, picture_files, split_holdout
+from .degrade import PairMaker, load_rgb, load_rgba, picture_files, provenance, split_holdout
 from .devices import resolve_device
 from .errors import KireiError
+from .scenes import SVG_SIDES, resvg, svg_files
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from .models import DEFAULT_MODEL, build
@@ -39,6 +40,9 @@ from .weights_io import describe, load_model, save_weights, weights_path
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_DATA = os.path.join(PROJECT, "..", "shared", "data", "train")
+# with the default data (no --data) these come too, where they are
+DEFAULT_ANIME = os.path.join(PROJECT, "..", "shared", "data", "train_anime")
+DEFAULT_SVG = os.path.join(PROJECT, "..", "shared", "data", "train_svg")
 CHECKPOINT = "checkpoint.pt"
 WM_WEIGHT = 4.0  # extra weight of the pixels under the stamp, where the hard part is
 EMA_DECAY = 0.999
@@ -50,6 +54,12 @@ def add_arguments(p):
     p.add_argument("--data", action="append", metavar="DIR",
                    help=f"folder of clean training pictures (repeatable; default {os.path.normpath(DEFAULT_DATA)})")
     p.add_argument("--images", action="append", metavar="DIR", help="your own folder of clean pictures, added")
+    p.add_argument("--anime", action="append", metavar="DIR",
+                   help="folder of anime-style pictures with transparency: crops on white and sprites of composed "
+                        f"scenes (repeatable; 'none' for none; default {os.path.normpath(DEFAULT_ANIME)} without --data)")
+    p.add_argument("--svg", action="append", metavar="DIR",
+                   help="folder of flat / line-art SVGs, rendered at random sizes (needs resvg-py; repeatable; "
+                        f"'none' for none; default {os.path.normpath(DEFAULT_SVG)} without --data)")
     p.add_argument("--steps", type=int, default=30000, help="total optimiser steps (the schedule's length)")
     p.add_argument("--time-limit", type=float, default=0, metavar="MIN",
                    help="stop (with a checkpoint) after this many minutes; run again to resume")
@@ -72,15 +82,48 @@ def add_arguments(p):
 
 
 # ---------------------------------------------------------------- data
-def load_pictures(folders):
+def load_pictures(folders, rgba=False):
     pics, names = [], []
     for folder in folders:
         if not os.path.isdir(folder):
             raise KireiError(f"training data folder {folder} does not exist")
         for f in picture_files(folder):
-            pics.append(load_rgb(f))
+            pics.append(load_rgba(f) if rgba else load_rgb(f))
             names.append(f)
     return pics, names
+
+
+def _extra_folders(given, default, data_given):
+    """An extra source's folders: the ones given ('none': none), else its default folder where it
+    is, unless --data chose the data."""
+    if given:
+        return [] if given == ["none"] else [f for f in given if f != "none"]
+    return [default] if not data_given and os.path.isdir(default) else []
+
+
+def load_data(args):
+    """(training sources for PairMaker, held-out pictures, the record's "data"): each source's
+    files split as the pictures always were (every 12th held out), with counts and licences
+    from each folder's MANIFEST.csv."""
+    folders = args.data or ([DEFAULT_DATA] if os.path.isdir(DEFAULT_DATA) else [])
+    folders += args.images or []
+    anime_folders = _extra_folders(args.anime, DEFAULT_ANIME, args.data)
+    svg_folders = _extra_folders(args.svg, DEFAULT_SVG, args.data)
+    svgs = {d: svg_files(d) for d in svg_folders}
+    if svg_folders:
+        resvg()  # missing: say so now, before pictures and the model load
+    sources, held, record = {}, {}, {}
+    for key, dirs in (("pictures", folders), ("anime", anime_folders), ("svg", svg_folders)):
+        items, names, described = [], [], []
+        for d in dirs:
+            got, got_names = (svgs[d], svgs[d]) if key == "svg" else load_pictures([d], rgba=key == "anime")
+            items, names = items + got, names + got_names
+            described.append({"folder": os.path.relpath(d, PROJECT), "files": len(got_names),
+                              **provenance(d, got_names)})
+        train, held_out = split_holdout(list(range(len(names))))
+        sources[key], held[key] = [items[i] for i in train], [items[i] for i in held_out]
+        record[key] = {"training": len(train), "held_out": len(held_out), "folders": described}
+    return sources, held["pictures"], record
 
 
 def _to_device(batch, device):
@@ -272,11 +315,14 @@ def main(args):
         return export(args.out, args.export)
     device = resolve_device(args.device)
     torch.set_num_threads(os.cpu_count() or 1)
-    folders = args.data or ([DEFAULT_DATA] if os.path.isdir(DEFAULT_DATA) else [])
-    folders += args.images or []
-    pictures, names = load_pictures(folders)
-    train_idx, held_idx = split_holdout(list(range(len(names))))
-    train_pics, held_pics = [pictures[i] for i in train_idx], [pictures[i] for i in held_idx]
+    sources, held_pics, data_record = load_data(args)
+    train_pics = sources["pictures"]
+    data_record.update({
+        "synth": "core/synth.py anime_picture (procedural)",
+        "scene": "a sprite (an anime picture, or an SVG render with transparency) over a background crop "
+                 "(a picture, else procedural), at a random scale, an outline point at a random spot",
+        "svg_rendering": f"resvg-py, {SVG_SIDES[0]}-{SVG_SIDES[1]} px wide (log-uniform), shown on white",
+        "watermarks": "core/watermarks.py random_watermark (text/logos, fonts, opacity 0.2-0.8)"})
     os.makedirs(args.out, exist_ok=True)
     ck_path = os.path.join(args.out, CHECKPOINT)
 
@@ -290,9 +336,7 @@ def main(args):
               "parameters": count_parameters(model), "speed": base.get("speed"),
               "starting_weights": base.get("starting_weights", {"file": args.init}),
               "fine_tuned_from": f"{args.init} (sha256 {base.get('sha256', '?')})",
-              "data": {"folders": [os.path.relpath(f, PROJECT) for f in folders], "pictures": len(train_pics),
-                       "held_out": len(held_pics), "synthetic": "core/synth.py anime_picture, 35% of crops",
-                       "watermarks": "core/watermarks.py random_watermark (text/logos, fonts, opacity 0.2-0.8)"},
+              "data": data_record,
               "degradations": "crop -> downscale (bicubic 50%, lanczos, box, bilinear, hamming) -> stamp -> "
                               "JPEG q60-95 40% (4:2:0 half the time)",
               "stages": [], "args": {k: v for k, v in vars(args).items() if k not in ("func", "command")},
@@ -321,7 +365,9 @@ def main(args):
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
     val = make_validation(held_pics or train_pics, args.seed + 1, model.scale)
-    maker = PairMaker(train_pics, rng, scale=model.scale, patch=args.patch)
+    maker = PairMaker(train_pics, rng, scale=model.scale, patch=args.patch, anime=sources["anime"],
+                      svg_files=sources["svg"])
+    data_record["shares"] = {k: round(v, 3) for k, v in maker.shares.items()}  # a resumed run keeps its record's
     feed = Prefetcher(maker, args.batch)
     bf16 = not args.no_bf16
     log = open(os.path.join(args.out, "log.jsonl"), "a")
