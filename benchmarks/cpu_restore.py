@@ -1,18 +1,24 @@
 #!/usr/bin/env python3
-"""CPU speed and memory of `restore`, side by side with bicubic and the waifu2x peer, in one run.
+"""CPU speed and memory of `restore` for each shipped model, side by side with bicubic and the
+waifu2x peers, in one run.
 
-    .venv/bin/python benchmarks/cpu_restore.py [--repeat 3] [--json out.json]
+    .venv/bin/python benchmarks/cpu_restore.py [--repeat 3] [--threads 2] [--memory-size 4000 | --no-memory]
+                                               [--json out.json]
 
 Speed: wall time to restore the 14 evaluation pictures (233x330, stamped) at x2, in-process,
-for ours (learned model with the true profile, learned blind, classical with the profile),
-Pillow's bicubic, and waifu2x upconv_7 (../shared/peers), all with the same torch thread count. Ratios are what to compare: these machines are shared.
-Memory: peak RSS of a `python -m core restore --scale 2` process on a 4000x4000 picture.
+uint8 in and out, for each model (kirei-2, kirei-fast): learned with the true profile and
+learned blind; then classical with the profile, Pillow's bicubic, waifu2x upconv_7 and waifu2x
+CUNet (../shared/peers, whole picture as one tile), all with the same torch thread count.
+Each method runs once per round, --repeat rounds, and keeps its best round: these machines are
+shared, and interleaving lets a change of load hit every method alike. Ratios are what to
+compare; the targets are kirei-2 (profile) / CUNet <= 1.15 and kirei-fast (profile) / upconv_7 <= 1.1.
+Memory: peak RSS of a `python -m core restore --scale 2 --no-dewatermark --model M` process
+(the same thread count) on a --memory-size square picture (4000x4000 by default), one process per model.
 """
 import argparse
 import glob
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -24,12 +30,19 @@ from PIL import Image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(os.path.dirname(ROOT), "shared")
-sys.path.insert(0, ROOT)
+sys.path[:0] = [ROOT, os.path.dirname(os.path.abspath(__file__))]
+
+from peers import load_peers, to_tensor, to_uint8  # noqa: E402
 
 from core import imageio  # noqa: E402
 from core.blend import stamp  # noqa: E402
 from core.pipeline import Options, restore_pixels  # noqa: E402
 from core.profile import Profile  # noqa: E402
+
+MODELS = ("kirei-2", "kirei-fast")
+# (ours, peer, most ours may take): the speed targets
+TARGETS = (("kirei-2 (learned, profile)", "waifu2x CUNet", 1.15),
+           ("kirei-fast (learned, profile)", "waifu2x upconv_7", 1.1))
 
 
 def eval_pictures():
@@ -42,66 +55,117 @@ def eval_pictures():
     return pics, Profile(alpha, color)
 
 
-def best_of(fn, repeat):
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
+def methods(pics, profile):
+    """{name: function restoring all the pictures once}, in the order they are printed."""
+    def ours(prof, opts):
+        return lambda: [restore_pixels(imageio.to_float(p), prof, opts, out_dtype=np.uint8) for p in pics]
+
+    def peer(model):
+        return lambda: [to_uint8(model.upscale(to_tensor(p))) for p in pics]
+
+    runs = {}
+    for m in MODELS:
+        runs[f"{m} (learned, profile)"] = ours(profile, Options(scale=2, method="learned", device="cpu", model=m))
+        runs[f"{m} (learned, blind)"] = ours(None, Options(scale=2, method="learned", device="cpu", model=m,
+                                                            blind=True))
+    runs["classic (profile)"] = ours(profile, Options(scale=2, method="classic"))
+    w, h = pics[0].shape[1] * 2, pics[0].shape[0] * 2
+    runs["Pillow bicubic"] = lambda: [np.asarray(Image.fromarray(p).resize((w, h), Image.BICUBIC)) for p in pics]
+    runs.update({name: peer(model) for name, model in load_peers("cpu").items()})
+    return runs
+
+
+def interleaved_best(runs, rounds):
+    """{name: best seconds}, {name: every round's seconds}; one warm-up call each (model loads)."""
+    for fn in runs.values():
         fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+    times = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, fn in runs.items():
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    return {name: min(ts) for name, ts in times.items()}, times
 
 
-def peak_rss_of_restore(size=4000, scale=2):
-    with tempfile.TemporaryDirectory() as tmp:
-        rng = np.random.default_rng(0)
-        big = rng.integers(0, 256, (size // 8, size // 8, 3), dtype=np.uint8)
-        Image.fromarray(big).resize((size, size), Image.BICUBIC).save(os.path.join(tmp, "big.png"))
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+def peak_rss_of_restore(picture, model, threads, scale=2):
+    """(peak RSS in GiB, seconds) of one `core restore` process, read from its own rusage (wait4),
+    so one model's figure is not another's."""
+    with tempfile.TemporaryDirectory() as out, tempfile.TemporaryFile() as err:
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
         t = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "core", "restore", "--scale", str(scale), "--no-dewatermark",
-                        "-o", os.path.join(tmp, "out"), os.path.join(tmp, "big.png")], cwd=ROOT, check=True,
-                       capture_output=True)
+        p = subprocess.Popen([sys.executable, "-m", "core", "restore", "--scale", str(scale), "--no-dewatermark",
+                              "--model", model, "--device", "cpu", "-o", out, picture],
+                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(p.pid, 0)
         dt = time.perf_counter() - t
-        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    # ru_maxrss is in KiB on Linux; the children's figure is the largest child so far
-    return max(peak, before) / 2 ** 20, dt
+        p.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
+        if p.returncode != 0:
+            err.seek(0)
+            raise SystemExit(f"`core restore --model {model}` failed ({p.returncode}): "
+                             f"{err.read().decode(errors='replace').strip()[-500:]}")
+    return usage.ru_maxrss / 2 ** 20, dt  # ru_maxrss is in KiB on Linux
+
+
+def memory(size, threads):
+    """{model: {"peak_rss_gib", "seconds"}} on a size x size picture (smooth noise)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        big = np.random.default_rng(0).integers(0, 256, (max(size // 8, 1), max(size // 8, 1), 3), dtype=np.uint8)
+        path = os.path.join(tmp, "big.png")
+        Image.fromarray(big).resize((size, size), Image.BICUBIC).save(path)
+        figures = {}
+        for m in MODELS:
+            rss, dt = peak_rss_of_restore(path, m, threads)
+            figures[m] = {"peak_rss_gib": rss, "seconds": dt}
+    return figures
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=3, help="rounds; each method keeps its best (default 3)")
     ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
-    ap.add_argument("--json")
+    ap.add_argument("--memory-size", type=int, default=4000, metavar="N",
+                    help="side of the square picture for the memory figure (default 4000)")
+    ap.add_argument("--no-memory", action="store_true", help="skip the memory figure")
+    ap.add_argument("--json", help="write all figures here")
     a = ap.parse_args()
+    if a.repeat < 1 or a.threads < 1 or a.memory_size < 16:
+        ap.error("--repeat and --threads must be at least 1, --memory-size at least 16")
     torch.set_num_threads(a.threads)
     pics, profile = eval_pictures()
-    rows = {}
-    rows["bicubic"] = best_of(lambda: [Image.fromarray(p).resize((466, 660), Image.BICUBIC) for p in pics], a.repeat)
-    for name, prof, opts in (("ours (learned, profile)", profile, Options(scale=2, method="learned", device="cpu")),
-                             ("ours (learned, blind)", None, Options(scale=2, method="learned", device="cpu",
-                                                                     blind=True)),
-                             ("ours (classic, profile)", profile, Options(scale=2, method="classic"))):
-        restore_pixels(imageio.to_float(pics[0]), prof, opts)  # load the model once, outside the timing
-        rows[name] = best_of(
-            lambda: [restore_pixels(imageio.to_float(p), prof, opts, out_dtype=np.uint8) for p in pics], a.repeat)
-    peer = os.path.join(SHARED, "peers", "waifu2x")
-    if os.path.isdir(peer):
-        sys.path.insert(0, peer)
-        import waifu2x_upconv7 as w2x
-        model = w2x.load(os.path.join(peer, "upconv_7_art_scale2.0x_model.bin"))
-        rows["waifu2x upconv_7"] = best_of(
-            lambda: [model.upscale(w2x.pil_to_tensor(Image.fromarray(p))) for p in pics], a.repeat)
-    rss, rss_time = peak_rss_of_restore()
-    ref = rows.get("waifu2x upconv_7")
-    print(f"{len(pics)} pictures 233x330 -> 466x660, {a.threads} torch threads, best of {a.repeat}")
-    print(f"{'method':28s} {'seconds':>8s} {'/waifu2x':>9s} {'/bicubic':>9s}")
-    for name, t in rows.items():
-        rw = f"{t / ref:9.3f}" if ref else " " * 9
-        print(f"{name:28s} {t:8.3f} {rw} {t / rows['bicubic']:9.1f}")
-    print(f"peak RSS of `core restore --scale 2` on 4000x4000: {rss:.2f} GiB ({rss_time:.1f} s)")
+    if not pics:
+        raise SystemExit(f"no evaluation pictures in {os.path.join(SHARED, 'data', 'eval')}")
+    best, rounds = interleaved_best(methods(pics, profile), a.repeat)
+
+    h, w = pics[0].shape[:2]
+    print(f"{len(pics)} pictures {w}x{h} -> {2 * w}x{2 * h}, {a.threads} torch threads, "
+          f"best of {a.repeat} interleaved rounds")
+    refs = [r for r in ("waifu2x CUNet", "waifu2x upconv_7") if r in best]
+    print(f"{'method':30s} {'seconds':>8s} " + " ".join(f"{'/' + r.split()[-1]:>9s}" for r in refs)
+          + f" {'/bicubic':>9s}")
+    for name, t in best.items():
+        print(f"{name:30s} {t:8.3f} " + " ".join(f"{t / best[r]:9.3f}" for r in refs)
+              + f" {t / best['Pillow bicubic']:9.1f}")
+    ratios = {}
+    for ours, peer, target in TARGETS:
+        if peer in best:
+            r = ratios[f"{ours} / {peer}"] = best[ours] / best[peer]
+            print(f"ratio {ours} / {peer}: {r:.3f} (target <= {target}: {'met' if r <= target else 'NOT met'})")
+        else:
+            print(f"ratio {ours} / {peer}: peer not found in {os.path.join(SHARED, 'peers')}")
+
+    mem = None
+    if not a.no_memory:
+        mem = memory(a.memory_size, a.threads)
+        for m, f in mem.items():
+            print(f"peak RSS of `core restore --scale 2 --no-dewatermark --model {m}` on "
+                  f"{a.memory_size}x{a.memory_size}: {f['peak_rss_gib']:.2f} GiB ({f['seconds']:.1f} s)")
     if a.json:
         with open(a.json, "w") as fh:
-            json.dump({"seconds": rows, "threads": a.threads, "peak_rss_gib_4000": rss}, fh, indent=1)
+            json.dump({"pictures": len(pics), "size": [w, h], "threads": a.threads, "rounds": a.repeat,
+                       "seconds": best, "seconds_per_round": rounds, "ratios": ratios,
+                       "targets": {f"{o} / {p}": t for o, p, t in TARGETS},
+                       "memory": mem and {"size": a.memory_size, "models": mem}}, fh, indent=1)
 
 
 if __name__ == "__main__":

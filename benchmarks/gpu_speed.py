@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """GPU speed: milliseconds per megapixel of input at x2 and x4 on a 1920x1080 picture, half
-precision (bf16 where the GPU has it, else fp16), beside waifu2x upconv_7 on the same device.
+precision (bf16 where the GPU has it, else fp16), for each model (kirei-2, kirei-fast) beside
+waifu2x CUNet and waifu2x upconv_7 on the same device.
 
-    .venv/bin/python benchmarks/gpu_speed.py [--device cuda] [--size 1920x1080] [--json out.json]
+    .venv/bin/python benchmarks/gpu_speed.py [--device cuda] [--size 1920x1080] [--repeat 5] [--json out.json]
 
-Times the whole in-process restore (tiling, transfers, conversions included) after a warm-up,
-best of --repeat, with torch.cuda.synchronize around each run. Runs on the CPU too
-(--device cpu --size 480x270) so that it can be checked on any machine.
+Ours: the whole in-process restore, no watermark (upscale only: the body's speed, the front-end
+included), tiling, transfers and conversions included, uint8 out. The peers: the whole picture
+as one tile under the same autocast, x4 as two passes, transfers and uint8 conversion included.
+Each is timed after a warm-up, best of --repeat, with torch.cuda.synchronize around each run.
+Runs on the CPU too (--device cpu --size 240x136, float32) so that it can be checked on any machine.
 """
 import argparse
 import json
@@ -17,12 +20,14 @@ import time
 import numpy as np
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PEER = os.path.join(os.path.dirname(ROOT), "shared", "peers", "waifu2x")
-sys.path.insert(0, ROOT)
+sys.path[:0] = [os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.path.dirname(os.path.abspath(__file__))]
+
+from peers import load_peers, to_tensor, to_uint8  # noqa: E402
 
 from core import synth  # noqa: E402
 from core.pipeline import Options, restore_pixels  # noqa: E402
+
+MODELS = ("kirei-2", "kirei-fast")
 
 
 def timed(fn, device, repeat):
@@ -41,43 +46,55 @@ def timed(fn, device, repeat):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--device", default="cuda")
-    ap.add_argument("--size", default="1920x1080")
+    ap.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
+    ap.add_argument("--size", default="1920x1080", metavar="WxH")
     ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--tile", type=int, default=1024)
+    ap.add_argument("--tile", type=int, default=1024, help="ours: tile side at x2 (x4 takes half)")
     ap.add_argument("--json")
     a = ap.parse_args()
+    try:
+        w, h = map(int, a.size.lower().split("x"))
+    except ValueError:
+        ap.error(f"--size is WxH, e.g. 1920x1080, not {a.size!r}")
     device = torch.device(a.device)
-    w, h = map(int, a.size.split("x"))
-    px = np.asarray(synth.anime_picture(w, h, seed=5), np.float32) / 255.0
+    if w < 16 or h < 16 or a.repeat < 1:
+        ap.error("--size must be at least 16x16 and --repeat at least 1")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        ap.error("no CUDA device here: try --device cpu --size 240x136")
+    u8 = np.asarray(synth.anime_picture(w, h, seed=5), np.uint8)
+    px = u8.astype(np.float32) / 255.0
     mp = w * h / 1e6
     rows = {}
-    for scale in (2, 4):
-        opts = Options(scale=scale, method="learned", device=a.device, tile=a.tile)
-        rows[f"ours x{scale}"] = timed(lambda: restore_pixels(px, None, opts, out_dtype=np.uint8), device,
-                                       a.repeat) * 1000 / mp
-    if os.path.isdir(PEER):
-        sys.path.insert(0, PEER)
-        import waifu2x_upconv7 as w2x
-        model = w2x.load(os.path.join(PEER, "upconv_7_art_scale2.0x_model.bin")).to(device)
-        half = torch.float16 if device.type == "cuda" else torch.float32
-        x = torch.from_numpy(px).permute(2, 0, 1)[None].to(device)
-
-        def peer(times):
-            y = x
-            with torch.autocast(device.type, dtype=half, enabled=device.type == "cuda"):
-                for _ in range(times):
-                    y = model.upscale(y)
-            return y.float().cpu()
-        rows["waifu2x upconv_7 x2"] = timed(lambda: peer(1), device, a.repeat) * 1000 / mp
-        rows["waifu2x upconv_7 x4 (2 passes)"] = timed(lambda: peer(2), device, a.repeat) * 1000 / mp
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    print(f"{w}x{h} input on {name}, best of {a.repeat}: milliseconds per megapixel of input")
+    for model in MODELS:
+        for scale in (2, 4):
+            opts = Options(scale=scale, method="learned", device=a.device, tile=a.tile, model=model)
+            rows[f"{model} x{scale}"] = timed(lambda: restore_pixels(px, None, opts, out_dtype=np.uint8), device,
+                                              a.repeat) * 1000 / mp
+    cuda = device.type == "cuda"
+    # the autocast dtype ours takes (core.learned): bf16 where the GPU has it, else fp16
+    half = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if cuda else torch.float32
+    for name, peer in load_peers(device).items():
+        def run(passes, peer=peer):
+            with torch.no_grad(), torch.autocast(device.type, dtype=half, enabled=cuda):
+                y = to_tensor(u8, device)
+                for _ in range(passes):
+                    y = peer.upscale(y)
+            return to_uint8(y)
+        rows[f"{name} x2"] = timed(lambda: run(1), device, a.repeat) * 1000 / mp
+        rows[f"{name} x4 (2 passes)"] = timed(lambda: run(2), device, a.repeat) * 1000 / mp
+    gpu = torch.cuda.get_device_name(device) if cuda else "cpu"
+    print(f"{w}x{h} input on {gpu} ({str(half).replace('torch.', '')}), best of {a.repeat}: "
+          f"milliseconds per megapixel of input")
     for k, v in rows.items():
-        print(f"{k:32s} {v:10.1f}")
+        print(f"{k:34s} {v:10.1f}")
+    for ours, peer in (("kirei-2", "waifu2x CUNet"), ("kirei-fast", "waifu2x upconv_7")):
+        for s in (2, 4):
+            ref = rows.get(f"{peer} x{s}" + (" (2 passes)" if s == 4 else ""))
+            if ref:
+                print(f"ratio {ours} x{s} / {peer} x{s}: {rows[f'{ours} x{s}'] / ref:.3f}")
     if a.json:
         with open(a.json, "w") as fh:
-            json.dump({"device": name, "size": [w, h], "ms_per_mp": rows}, fh, indent=1)
+            json.dump({"device": gpu, "dtype": str(half), "size": [w, h], "ms_per_mp": rows}, fh, indent=1)
 
 
 if __name__ == "__main__":
