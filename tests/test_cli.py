@@ -295,15 +295,24 @@ def test_damaged_weights_are_never_used(tmp_path, monkeypatch, capsys):
     from core import weights_io
     from core.cli import choose_method
     from core.errors import KireiError
+    from core.models import DEFAULT_MODEL
     assert choose_method(None) == "learned"
-    for ext in (".safetensors", ".json"):
-        data = open(weights_io.weights_path(weights_io.DEFAULT_MODEL, ext), "rb").read()
-        (tmp_path / ("kirei-x2" + ext)).write_bytes(data[:len(data) // 2] if ext == ".safetensors" else data)
+    for name in (DEFAULT_MODEL, "kirei-fast"):  # core/weights/kirei-2.* and kirei-fast.*, both damaged
+        for ext in (".safetensors", ".json"):
+            data = open(weights_io.weights_path(name, ext), "rb").read()
+            (tmp_path / (name + ext)).write_bytes(data[:len(data) // 2] if ext == ".safetensors" else data)
     monkeypatch.setattr(weights_io, "WEIGHTS_DIR", str(tmp_path))
     with pytest.raises(KireiError, match="are damaged .*sha256"):
         choose_method("learned")
     assert choose_method(None) == "classic"
-    assert "warning: the model's weights" in capsys.readouterr().err
-    os.remove(tmp_path / "kirei-x2.safetensors")  # not installed: the documented fallback, quietly
+    assert f"warning: the model's weights {tmp_path / DEFAULT_MODEL}.safetensors" in capsys.readouterr().err
+    with pytest.raises(KireiError, match="are damaged .*sha256"):  # named on purpose: no quiet fallback
+        choose_method(None, "kirei-fast")
+    os.remove(tmp_path / (DEFAULT_MODEL + ".safetensors"))  # not installed: the documented fallback, quietly
     assert choose_method(None) == "classic" and capsys.readouterr().err == ""
+    with pytest.raises(KireiError, match="missing"):
+        choose_method("learned")
+    os.remove(tmp_path / "kirei-fast.safetensors")  # another model, named but not installed: an error
+    with pytest.raises(KireiError, match="no model named 'kirei-fast' is installed"):
+        choose_method(None, "kirei-fast")
     assert choose_method("classic") == "classic"

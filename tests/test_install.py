@@ -16,6 +16,7 @@ import zipfile
 import pytest
 
 import install
+from core.models import DEFAULT_MODEL
 from tests.conftest import ROOT
 
 KRITARUNNER = shutil.which("kritarunner")
@@ -315,13 +316,14 @@ def test_a_file_a_later_version_drops_is_no_longer_checked(tmp_path, monkeypatch
     assert str(folder / "old.py") in manifest["files"]  # still removed by --uninstall were it there
 
 
-def _weights(folder, data, digest):
+def _weights(folder, data, digest, name=DEFAULT_MODEL):
+    """A fake shipped model folder/core/weights/name.*: the bytes `data` and a record naming `digest`."""
     weights = folder / "core" / "weights"
     weights.mkdir(parents=True, exist_ok=True)
-    (weights / "kirei-x2.safetensors").write_bytes(data)
-    record = {"architecture": "kirei-net-1"} if digest is None else {"architecture": "kirei-net-1", "sha256": digest}
-    (weights / "kirei-x2.json").write_text(json.dumps(record))
-    return weights / "kirei-x2.safetensors"
+    (weights / (name + ".safetensors")).write_bytes(data)
+    record = {"architecture": "kirei-2"} if digest is None else {"architecture": "kirei-2", "sha256": digest}
+    (weights / (name + ".json")).write_text(json.dumps(record))
+    return weights / (name + ".safetensors")
 
 
 def test_check_verifies_the_weights(tmp_path):
@@ -338,6 +340,13 @@ def test_check_verifies_the_weights(tmp_path):
     assert f"{weights} are missing" in fault
     _weights(project, data[:1000], None)
     assert install.weights_faults(str(project)) == []  # a record without a sha256 can't say (as on load)
+    fast = _weights(project, data, hashlib.sha256(data).hexdigest(), name="kirei-fast")
+    assert install.weights_faults(str(project)) == []
+    fast.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # every model's record is checked, not only the default's
+    [fault] = install.weights_faults(str(project))
+    assert f"{fast} are damaged (not the sha256 in " in fault
+    fast.unlink()
+    fast.with_suffix(".json").unlink()
 
     # through --check, for the engine named in the worker's settings
     home = _home(tmp_path, "linux")

@@ -1,5 +1,6 @@
-"""The learned model as shipped: shapes at x1/x2/x4, seamless tiles, an honest receptive field,
-stamp removal (with a profile and blind), and safe weight loading."""
+"""The learned models as shipped (kirei-2, the default, and kirei-fast): shapes at x1/x2/x4, tiles,
+an honest receptive field, stamp removal (with a profile and blind), and safe weight loading.
+(Their agreement with waifu2x, the registry and seams on large pictures: tests/test_models.py.)"""
 import json
 import os
 
@@ -18,6 +19,7 @@ from tests.conftest import picture, quantise
 
 CPU = torch.device("cpu")
 MODES = ("none", "profile", "blind")
+SHIPPED = ("kirei-2", "kirei-fast")
 
 
 def psnr(a, b, mask=None):
@@ -41,14 +43,19 @@ def guide_of(alpha, colour):
     return np.concatenate([alpha[..., None], colour], axis=2).astype(np.float32)
 
 
-def test_shipped_weights_load_with_safetensors_and_carry_their_record():
-    path = weights_io.weights_path(weights_io.DEFAULT_MODEL)
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_weights_load_with_safetensors_and_carry_their_record(name):
+    path = weights_io.weights_path(name)
     assert path.endswith(".safetensors") and os.path.exists(path)
-    rec = weights_io.describe()
-    for key in ("architecture", "config", "parameters", "data", "degradations", "args", "steps_done",
-                "train_seconds", "validation", "exported"):
+    rec = weights_io.describe(name)
+    for key in ("architecture", "config", "version", "parameters", "speed", "starting_weights", "sha256"):
         assert key in rec, key
-    model = weights_io.load_model()
+    if "steps_done" in rec:  # trained since it was imported: the training's record too
+        for key in ("fine_tuned_from", "data", "degradations", "args", "stages", "train_seconds", "validation",
+                    "exported"):
+            assert key in rec, key
+    model = weights_io.load_model(name)
+    assert (model.architecture, model.config) == (rec["architecture"], rec["config"])
     assert sum(p.numel() for p in model.parameters()) == rec["parameters"] < 3_000_000
     assert not model.training
 
@@ -79,10 +86,17 @@ def test_shapes_at_every_scale_and_channel_layout(scene, scale, channels):
         np.testing.assert_allclose(out[..., -1], px[..., -1], atol=1e-6)
 
 
+def test_only_the_squeeze_excited_body_asks_for_cross_faded_tiles():
+    assert model_for(CPU, "kirei-fast").seam_overlap == 0  # UpConv7: convolutions only
+    assert model_for(CPU, "kirei-2").seam_overlap > 0  # UpCUNet: averages over the tile
+
+
+# kirei-2 at x2/x4 is not exactly tile-independent (its body's squeeze-excitation); its seams
+# are measured on a large picture in tests/test_models.py
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("scale", [1, 2, 4])
-def test_tiles_are_seamless(scene, mode, scale):
-    r = LearnedRestorer(model_for(CPU), scale, CPU, mode)
+@pytest.mark.parametrize("name,scale", [("kirei-fast", 1), ("kirei-fast", 2), ("kirei-fast", 4), ("kirei-2", 1)])
+def test_tiles_are_exact_where_the_model_is_local(scene, name, scale, mode):
+    r = LearnedRestorer(model_for(CPU, name), scale, CPU, mode)
     px = scene["stamped"]
     guide = guide_of(scene["alpha"], scene["colour"]) if mode == "profile" else None
     whole = run_tiled(r, px, tile=1000, guide=guide)
@@ -91,21 +105,29 @@ def test_tiles_are_seamless(scene, mode, scale):
     assert np.abs(whole - tiled).max() < 1e-4  # float rounding only: same pixels, no seams
 
 
-@pytest.mark.parametrize("mode", ["profile", "blind"])
-def test_receptive_field_is_what_the_tiler_is_told(scene, mode):
+# (model, scale, mode, how much a change beyond the receptive field may move an output pixel):
+# kirei-2's body averages over the whole input (squeeze-excitation), a little and globally
+@pytest.mark.parametrize("name,scale,mode,far_tol", [
+    ("kirei-fast", 2, "profile", 1e-5), ("kirei-fast", 2, "blind", 1e-5), ("kirei-fast", 4, "blind", 1e-5),
+    ("kirei-2", 1, "blind", 1e-5), ("kirei-2", 2, "profile", 2e-3)])
+def test_receptive_field_is_what_the_tiler_is_told(scene, name, scale, mode, far_tol):
     """A change farther away than the declared receptive field changes nothing; a near one does."""
-    r = LearnedRestorer(model_for(CPU), 2, CPU, mode)
+    r = LearnedRestorer(model_for(CPU, name), scale, CPU, mode)
     rf = r.receptive_field
-    px = scene["stamped"][:, :].copy()
+    px = scene["stamped"].copy()
     guide = guide_of(scene["alpha"], scene["colour"]) if mode == "profile" else None
     base = r(px, guide)
-    y, x = 20, 10
+    # a pixel under the stamp (x1 keeps the input's own pixel elsewhere), far enough from the right
+    room = scene["alpha"][:, :px.shape[1] - rf - 2]
+    y, x = np.unravel_index(np.argmax(room), room.shape)
+    assert room[y, x] > 0.3
+    block = (slice(scale * y, scale * y + scale), slice(scale * x, scale * x + scale))
     far = px.copy()
     far[y, x + rf + 1:] = 1.0 - far[y, x + rf + 1:]
-    assert np.abs(r(far, guide)[2 * y:2 * y + 2, 2 * x:2 * x + 2] - base[2 * y:2 * y + 2, 2 * x:2 * x + 2]).max() < 1e-5
+    assert np.abs(r(far, guide)[block] - base[block]).max() < far_tol
     near = px.copy()
     near[y, x + 2] = 1.0 - near[y, x + 2]
-    assert np.abs(r(near, guide)[2 * y:2 * y + 2, 2 * x:2 * x + 2] - base[2 * y:2 * y + 2, 2 * x:2 * x + 2]).max() > 1e-4
+    assert np.abs(r(near, guide)[block] - base[block]).max() > 1e-4
 
 
 def test_x1_removes_the_stamp_with_a_profile_and_keeps_the_rest(scene):
@@ -125,7 +147,8 @@ def test_x1_blind_takes_away_part_of_the_stamp(scene):
     under = scene["alpha"] > 0.05
     before = psnr(scene["stamped"], scene["clean"], under)
     after = psnr(out, scene["clean"], under)
-    assert after > before + 3, (before, after)  # the shipped model: +4.1 dB; far from done (README)
+    # as imported (the matte head carried over from KireiNet, the front-end untrained): +2.0 dB
+    assert after > before + 1.5, (before, after)
 
 
 def test_x2_beats_bicubic_on_clean_input_and_removes_the_stamp(scene):
@@ -145,25 +168,33 @@ def test_upscale_only_mode_leaves_a_stamp_in_place(scene):
     np.testing.assert_array_equal(out, scene["stamped"])
 
 
-def test_shipped_record_is_valid_json_beside_the_weights():
-    with open(weights_io.weights_path(weights_io.DEFAULT_MODEL, ".json")) as fh:
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_record_says_where_the_weights_came_from(name):
+    with open(weights_io.weights_path(name, ".json")) as fh:
         rec = json.load(fh)
-    assert rec["config"]["scale"] == 2
-    assert rec["validation"] and all("profile" in v for v in rec["validation"])
+    start = rec["starting_weights"]
+    for part in ("body", "body_jpeg"):
+        assert start[part]["file"].endswith(".bin") and len(start[part]["sha256"]) == 64
+    notice = os.path.join(weights_io.WEIGHTS_DIR, "NOTICE-waifu2x.txt")
+    assert "MIT" in start["licence"] and os.path.basename(notice) in start["licence"]
+    with open(notice) as fh:
+        assert "Permission is hereby granted" in fh.read()  # the MIT licence's text travels with them
 
 
 # ------------------------------------------------------------------ integrity of the weights
-def test_shipped_record_holds_the_weights_sha256():
-    rec = weights_io.describe()
-    assert rec["sha256"] == weights_io.file_sha256(weights_io.weights_path(weights_io.DEFAULT_MODEL))
-    assert weights_io.verify() == weights_io.weights_path(weights_io.DEFAULT_MODEL)
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_record_holds_the_weights_sha256(name):
+    rec = weights_io.describe(name)
+    assert rec["sha256"] == weights_io.file_sha256(weights_io.weights_path(name))
+    assert weights_io.verify(name) == weights_io.weights_path(name)
 
 
-def _copy_shipped(folder, name="kirei-x2"):
-    """The shipped weights and record, copied to folder/name.*; returns the name to load them by."""
+def _copy_shipped(folder, name=weights_io.DEFAULT_MODEL):
+    """The shipped model `name`'s weights and record, copied to folder/name.*; returns the path
+    to load them by."""
     base = str(folder / name)
     for ext in (".safetensors", ".json"):
-        with open(weights_io.weights_path(weights_io.DEFAULT_MODEL, ext), "rb") as src, open(base + ext, "wb") as dst:
+        with open(weights_io.weights_path(name, ext), "rb") as src, open(base + ext, "wb") as dst:
             dst.write(src.read())
     return base
 
@@ -208,9 +239,10 @@ def test_weights_with_nan_values_are_refused_even_with_a_matching_record(tmp_pat
 
 
 def test_export_records_the_sha256_and_it_is_checked_once_per_version(tmp_path, monkeypatch):
-    from core.net import KireiNet
+    from core.models import build
     name = str(tmp_path / "tiny")
-    path = weights_io.save_weights(KireiNet(scale=2, channels=8, blocks=1, matte_channels=32), name, {"note": 1})
+    small = build("kirei-2", {"body": "upconv7", "front_channels": 8, "jpeg_body": False, "matte_channels": 8})
+    path = weights_io.save_weights(small, name, {"note": 1})
     rec = weights_io.describe(name)
     assert rec["note"] == 1 and rec["sha256"] == weights_io.file_sha256(path)
     from core import digest
@@ -219,8 +251,13 @@ def test_export_records_the_sha256_and_it_is_checked_once_per_version(tmp_path, 
     monkeypatch.setattr(digest, "file_sha256", lambda p: hashed.append(p) or real(p))
     for _ in range(3):
         assert weights_io.available(name)
-    weights_io.load_model(name)
+    back = weights_io.load_model(name)  # the file builds its own model: architecture and config inside
     assert hashed == [path]
+    assert back.config == small.config and back.body_jpeg is None
+    want = small.state_dict()
+    assert back.state_dict().keys() == want.keys()
+    for key, value in back.state_dict().items():
+        assert torch.equal(value, want[key]), key
     os.utime(path, ns=(2, 2))
     assert weights_io.available(name) and hashed == [path, path]
 

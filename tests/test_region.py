@@ -34,9 +34,15 @@ def test_outside_the_selection_nothing_changes(scale):
     assert np.all(np.abs(soft - 0.5) <= 1 / 255)
 
 
-@pytest.mark.parametrize("method", ["classic", "learned"])
-def test_region_equals_the_same_part_of_the_whole_picture(method):
-    """Restoring a region with a profile aligned at its offset gives what restoring everything gives."""
+def _psnr(a, b):
+    return 10 * np.log10(1.0 / max(float(np.mean((np.asarray(a, np.float64) - b) ** 2)), 1e-20))
+
+
+@pytest.mark.parametrize("method,model", [("classic", "kirei-2"), ("learned", "kirei-fast"), ("learned", "kirei-2")])
+def test_region_equals_the_same_part_of_the_whole_picture(method, model):
+    """Restoring a region with a profile aligned at its offset gives what restoring everything
+    gives: the same pixels where the method is local; for kirei-2, whose body's squeeze-excitation
+    averages over all it is given, nearly (a region on the real picture: tests/test_models.py)."""
     w, h = 80, 60
     rng = np.random.default_rng(0)
     alpha = np.zeros((h, w), np.float32)
@@ -45,7 +51,7 @@ def test_region_equals_the_same_part_of_the_whole_picture(method):
     prof = Profile(alpha, color)
     clean = picture(w, h, seed=5)
     stamped = stamp(clean, alpha, color)
-    opts = Options(scale=2, method=method)
+    opts = Options(scale=2, method=method, model=model, device="cpu")
     whole = restore_pixels(stamped, prof, opts)
     # the plugin sends only the layer's part at (x=4, y=2), 76x58, with a selection well inside it
     x, y = 4, 2
@@ -57,7 +63,10 @@ def test_region_equals_the_same_part_of_the_whole_picture(method):
     assert (ox, oy) == ((x + 20) * 2, (y + 20) * 2)
     got = res.pixels[..., :3]
     want = whole[oy:oy + got.shape[0], ox:ox + got.shape[1]]
-    assert np.abs(got - want).max() < 1e-4
+    if method == "classic" or model == "kirei-fast":
+        assert np.abs(got - want).max() < 1e-4
+    else:
+        assert _psnr(got, want) > 45  # measured: 63 dB
     # and the watermark is gone: close to the clean picture, far from the stamped one
     cut = (slice(oy, oy + got.shape[0]), slice(ox, ox + got.shape[1]))
     clean_up = restore_pixels(clean, None, opts)[cut]

@@ -59,3 +59,67 @@ def test_memory_is_bounded_on_8000x8000():
     extra = peak - out.nbytes
     assert extra < 64 * 2 ** 20, f"{extra / 2 ** 20:.0f} MiB beyond the output"
     assert out[0, 0, 0] == 255 and out[3, 5, 0] < 128
+
+
+# ------------------------------------------------------------------ cross-faded tiles (seam_overlap > 0)
+class OverlappedConvUpscaler(ConvUpscaler):
+    """The local conv net, declaring an overlap: cross-fading must not change what it computes."""
+    seam_overlap = 5
+
+
+@pytest.mark.parametrize("scale", [1, 2, 4])
+@pytest.mark.parametrize("out_dtype", [np.uint8, np.float32])
+def test_cross_faded_tiles_of_a_local_upscaler_equal_the_untiled_result(scale, out_dtype):
+    """The fade weights sum to one everywhere, so tiles that agree blend into exactly the untiled
+    result: odd sizes, a last row and column of tiles narrower than the overlap included."""
+    up = OverlappedConvUpscaler(scale)
+    image = picture(161, 97, seed=4)  # cores of 32: the last column 1 px wide, the last row 1 px tall
+    whole = np.clip(up(image), 0, 1)
+    tiled = run_tiled(up, image, tile=32, out_dtype=out_dtype)
+    assert tiled.shape == whole.shape == (97 * scale, 161 * scale, 3) and tiled.dtype == out_dtype
+    if out_dtype == np.uint8:
+        want = np.rint(whole * 255).astype(np.uint8)
+        diff = np.abs(tiled.astype(int) - want)
+        assert diff.max() <= 1 and (diff == 0).mean() > 0.999  # float sums can round a .5 the other way
+    else:
+        assert np.abs(tiled - whole).max() < 1e-5
+
+
+class TileMeanUpscaler:
+    """Lanczos plus an offset that follows the mean of the whole tile it is given, as waifu2x's
+    squeeze-excitation makes each tile's result depend a little on all of that tile."""
+
+    def __init__(self, scale, seam_overlap, strength=0.05):
+        self.scale, self.seam_overlap, self.strength = scale, seam_overlap, strength
+        self.lanczos = LanczosUpscaler(scale)
+        self.receptive_field = self.lanczos.receptive_field
+
+    def __call__(self, image):
+        return self.lanczos(image) + self.strength * (image.mean() - 0.5)
+
+
+def _steps(out, edge):
+    """Per-column largest step between neighbouring output pixels, along x and (transposed) y,
+    leaving out `edge` px at the picture's borders (Lanczos' own edge effects)."""
+    dx = np.abs(np.diff(out, axis=1)).max(axis=(0, 2))[edge:-edge]
+    dy = np.abs(np.diff(out, axis=0)).max(axis=(1, 2))[edge:-edge]
+    return dx, dy
+
+
+def test_cross_faded_tiles_of_a_tile_dependent_upscaler_show_no_edge():
+    """Tiles whose results differ (by an offset) are cross-faded: the step between neighbouring
+    pixels at a tile edge is no larger than inside a tile. Without the fade the edges jump."""
+    h, w, s, tile = 110, 150, 2, 48
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    ramp = 0.2 + 0.3 * (x / w) + 0.3 * (y / h)  # smooth: the in-tile step is small and even
+    image = np.repeat(ramp[..., None], 3, axis=2)
+    edge = 8 * s
+
+    def steps(overlap):
+        out = run_tiled(TileMeanUpscaler(s, overlap), image, tile=tile)
+        return _steps(out, edge)
+
+    for d_blend, d_hard in zip(steps(8), steps(0)):
+        inside = np.median(d_blend)  # most columns/rows are inside a tile, away from any fade
+        assert d_blend.max() < 2 * inside, (d_blend.max(), inside)
+        assert d_hard.max() > 4 * inside, (d_hard.max(), inside)  # the check sees a seam when there is one

@@ -1,17 +1,22 @@
-"""`python -m core train`: a tiny real run, through the command line: seeded, resumable,
-logged, validated, exported as safetensors + JSON that the engine loads."""
+"""`python -m core train`: tiny real runs through the command line, starting from kirei-fast (the
+cheaper body): seeded, staged (front, then joint), resumable, logged, validated, exported as
+safetensors + JSON that the engine loads."""
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
-from safetensors.torch import load_file
+import torch
 
 from core import synth, weights_io
+from core.pipeline import Options, restore_pixels
+from core.train import CHECKPOINT
 from tests.conftest import run_cli
 
-TINY = ["--channels", "8", "--blocks", "1", "--batch", "4", "--patch", "24", "--val-every", "2", "--save-every", "2",
-        "--log-every", "1", "--no-bf16", "--device", "cpu"]
+INIT = "kirei-fast"
+TINY = ["--batch", "2", "--patch", "64", "--val-every", "2", "--save-every", "2", "--log-every", "1", "--no-bf16",
+        "--device", "cpu", "--init", INIT]
 
 
 @pytest.fixture(scope="module")
@@ -28,38 +33,91 @@ def train(out, data, steps, *extra):
     return p
 
 
-def test_train_resume_and_export(tmp_path, data):
-    out = str(tmp_path / "run")
+def model_state(run_dir, checkpoint=CHECKPOINT):
+    return torch.load(os.path.join(run_dir, checkpoint), map_location="cpu", weights_only=True)["model"]
+
+
+def log_of(run_dir):
+    with open(os.path.join(run_dir, "log.jsonl")) as fh:
+        return [json.loads(x) for x in fh]
+
+
+@pytest.fixture(scope="module")
+def front_run(tmp_path_factory, data):
+    """Stage front: 2 steps, then resumed to 4; the checkpoint after each kept aside."""
+    out = str(tmp_path_factory.mktemp("run") / "front")
     train(out, data, 2)
-    p = train(out, data, 4)
-    assert "resumed from" in p.stdout and "at step 2" in p.stdout
-    lines = [json.loads(x) for x in open(os.path.join(out, "log.jsonl"))]
-    steps = [x["step"] for x in lines if "step" in x]
-    assert steps == [1, 2, 3, 4]
+    shutil.copy(os.path.join(out, CHECKPOINT), os.path.join(out, "after2.pt"))
+    resumed = train(out, data, 4)
+    shutil.copy(os.path.join(out, CHECKPOINT), os.path.join(out, "after4.pt"))
+    return out, resumed
+
+
+def test_the_front_stage_resumes_logs_validates_and_leaves_the_body_alone(front_run):
+    out, resumed = front_run
+    assert f"resumed from {os.path.join(out, CHECKPOINT)} at step 2 of stage front" in resumed.stdout
+    lines = log_of(out)
+    assert [x["step"] for x in lines if "step" in x] == [1, 2, 3, 4]
     vals = [x["validation"] for x in lines if "validation" in x]
-    assert [v["step"] for v in vals] == [2, 4]
-    assert all(np.isfinite(v[k]) for v in vals for k in ("clean", "profile", "blind", "bicubic"))
+    assert [(v["stage"], v["step"]) for v in vals] == [("front", 2), ("front", 4)]
+    for v in vals:  # the front stage validates at low resolution only
+        assert {"clean_x1", "profile_x1", "jpeg_x1", "blind_x1", "inverted_x1"} <= set(v)
+        assert not any(k.endswith("_x2") for k in v) and all(np.isfinite(v[k]) for k in v if k.endswith("_x1"))
     assert all(np.isfinite(x["pixel"]) and x["pixel"] > 0 for x in lines if "pixel" in x)
+    start, now = weights_io.load_model(INIT).state_dict(), model_state(out)
+    bodies = [k for k in start if k.startswith(("body.", "body_jpeg."))]
+    assert bodies and all(torch.equal(now[k], start[k]) for k in bodies)  # frozen in this stage
+    assert not torch.equal(now["front.tail.weight"], start["front.tail.weight"])  # what it trains
+
+
+def test_the_joint_stage_continues_the_run_and_exports_a_model_the_engine_loads(tmp_path, front_run, data):
+    out = str(tmp_path / "run")
+    shutil.copytree(front_run[0], out)
+    p = train(out, data, 2, "--stage", "joint")
+    assert "at step 0 of stage joint" in p.stdout  # a new stage: its own schedule, from the front stage's weights
+    lines = log_of(out)
+    assert [(x["stage"], x["step"]) for x in lines if "step" in x][-2:] == [("joint", 1), ("joint", 2)]
+    [joint] = [x["validation"] for x in lines if "validation" in x and x["validation"]["stage"] == "joint"]
+    assert all(np.isfinite(joint[k]) for k in ("clean_x2", "profile_x2", "jpeg_x2", "blind_x2"))
+    before, after = model_state(out, "after4.pt"), model_state(out)
+    assert not torch.equal(after["body.up.weight"], before["body.up.weight"])  # the body trains now, slowly
 
     name = str(tmp_path / "weights" / "tiny")
     p = run_cli("train", "--out", out, "--export", name)
     assert p.returncode == 0, p.stderr
     model = weights_io.load_model(name)
-    assert model.config == {"scale": 2, "channels": 8, "blocks": 1, "matte_channels": 32}
+    assert model.config == weights_io.describe(INIT)["config"]
     rec = weights_io.describe(name)
-    assert rec["steps_done"] == 4 and rec["args"]["steps"] == 4 and len(rec["validation"]) == 2
+    assert rec["steps_done"] == 2 and rec["args"]["stage"] == "joint"
+    assert [s["stage"] for s in rec["stages"]] == ["front", "joint"]
+    assert rec["fine_tuned_from"].startswith(f"{INIT} (sha256 {weights_io.describe(INIT)['sha256']}")
+    assert rec["starting_weights"] == weights_io.describe(INIT)["starting_weights"]  # provenance carried on
+    px = synth.anime_picture(40, 32, seed=1)
+    restored = restore_pixels(np.asarray(px), None, Options(scale=2, method="learned", device="cpu",
+                                                          model=name + ".safetensors"))
+    assert restored.shape == (64, 80, 3) and np.isfinite(restored).all()
 
 
-def test_same_seed_same_weights(tmp_path, data):
-    a, b = str(tmp_path / "a"), str(tmp_path / "b")
-    train(a, data, 2, "--seed", "3")
-    train(b, data, 2, "--seed", "3")
-    for x in (a, b):
-        assert run_cli("train", "--out", x, "--export", os.path.join(x, "w")).returncode == 0
-    wa, wb = load_file(os.path.join(a, "w.safetensors")), load_file(os.path.join(b, "w.safetensors"))
-    assert wa.keys() == wb.keys()
-    for k in wa:
-        np.testing.assert_array_equal(wa[k].numpy(), wb[k].numpy(), err_msg=k)
+def test_same_seed_same_weights(tmp_path, front_run, data):
+    again = str(tmp_path / "again")
+    train(again, data, 2)  # the seed (0) of the first two steps of front_run
+    first, second = model_state(front_run[0], "after2.pt"), model_state(again)
+    assert first.keys() == second.keys()
+    for k in first:
+        assert torch.equal(first[k], second[k]), k
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="core/train.py: the checkpoint's generator state is read while the Prefetcher has drawn "
+                          "batches ahead, and PairMaker's pools are drawn again from it on resume: a resumed run "
+                          "takes other batches (reported)")
+def test_a_resumed_run_continues_the_same_stream(tmp_path, front_run, data):
+    """What core/train.py promises: 2 steps and then 2 more, resumed, train as 4 in one go."""
+    whole = str(tmp_path / "whole")
+    train(whole, data, 4)
+    resumed, straight = model_state(front_run[0], "after4.pt"), model_state(whole)
+    for k in straight:
+        assert torch.equal(resumed[k], straight[k]), k
 
 
 def test_missing_data_folder_is_a_clear_error(tmp_path):
