@@ -8,9 +8,10 @@
 Starts from a shipped model (--init: the imported waifu2x bodies and whatever was trained
 before). Stage "front" trains at low resolution only, where the front-end's job is (its target
 is the clean small picture), so it is cheap on a CPU; stage "joint" runs the body and
-compares the x2 result with the truth. Reproducible: one seed drives the data generator, and
-a checkpoint holds its state, so a resumed run continues the same stream; run the same command
-again to resume. An exponential moving average of the weights is validated and exported.
+compares the x2 result with the truth. Seeded: the same command gives the same weights. Run
+the same command again to resume from the checkpoint (weights, optimiser, step); a resumed run
+draws fresh batches from the generator state saved with it, not the very batches an unbroken
+run would have drawn (the batch maker works ahead in a thread). An exponential moving average of the weights is validated and exported.
 Every --log-every steps a JSON line goes to OUT/log.jsonl; every --val-every steps the held-out
 PSNR-Y (x1 against the clean small picture; in the joint stage x2 too).
 """

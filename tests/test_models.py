@@ -187,9 +187,6 @@ def test_bad_ncnn_files_are_refused_clearly(tmp_path):
         load_into(Tiny(), param, bin_)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="core/models/ncnn.py: a truncated .bin surfaces numpy's 'buffer is smaller than requested "
-                          "size', not naming the file nor saying it is truncated (reported)")
 @pytest.mark.parametrize("keep", [0, 2, 60, -4])
 def test_a_truncated_ncnn_bin_is_refused_naming_the_file(tmp_path, keep):
     torch.manual_seed(1)

@@ -40,14 +40,20 @@ class _Reader:
     def __init__(self, path):
         with open(path, "rb") as fh:
             self.buf = fh.read()
-        self.pos = 0
+        self.path, self.pos = path, 0
+
+    def _need(self, nbytes):
+        if self.pos + nbytes > len(self.buf):
+            raise ValueError(f"{self.path}: truncated ({len(self.buf)} bytes; its layers need more)")
 
     def _take(self, dtype, n):
+        self._need(np.dtype(dtype).itemsize * n)
         a = np.frombuffer(self.buf, dtype, n, self.pos)
         self.pos += (a.nbytes + 3) // 4 * 4
         return a.astype(np.float32)
 
     def weight(self, n):
+        self._need(4)
         tag = int(np.frombuffer(self.buf, "<u4", 1, self.pos)[0])
         self.pos += 4
         if tag in TAG_FP32:
