@@ -14,8 +14,7 @@ import torch
 import torch.nn as nn
 
 from ..blend import MIN_TRANSMITTANCE
-
-DILATIONS = (1, 2, 4, 8, 4, 2, 1)
+from .matte import DILATIONS, dilated_layers
 
 
 def invert(stamped, alpha, colour):
@@ -27,10 +26,7 @@ def invert(stamped, alpha, colour):
 class FrontEnd(nn.Module):
     def __init__(self, channels=64, dilations=DILATIONS):
         super().__init__()
-        layers = [nn.Conv2d(8, channels, 3, padding=1), nn.LeakyReLU(0.1, inplace=True)]
-        for d in dilations:
-            layers += [nn.Conv2d(channels, channels, 3, padding=d, dilation=d), nn.LeakyReLU(0.1, inplace=True)]
-        self.features = nn.Sequential(*layers)
+        self.features = nn.Sequential(*dilated_layers(8, channels, dilations))
         self.tail = nn.Conv2d(channels, 3, 3, padding=1)
         nn.init.zeros_(self.tail.weight)  # untrained: exact inversion
         nn.init.zeros_(self.tail.bias)

@@ -9,14 +9,19 @@ import torch.nn as nn
 DILATIONS = (1, 2, 4, 8, 4, 2, 1)
 
 
+def dilated_layers(cin, channels, dilations):
+    """A 3x3 convolution to `channels`, then one dilated 3x3 per dilation, each with leaky ReLU:
+    a wide view at full resolution (no strides, so tiles stay exact)."""
+    layers = [nn.Conv2d(cin, channels, 3, padding=1), nn.LeakyReLU(0.1, inplace=True)]
+    for d in dilations:
+        layers += [nn.Conv2d(channels, channels, 3, padding=d, dilation=d), nn.LeakyReLU(0.1, inplace=True)]
+    return layers
+
+
 class MatteHead(nn.Module):
     def __init__(self, channels=32, dilations=DILATIONS):
         super().__init__()
-        layers = [nn.Conv2d(3, channels, 3, padding=1), nn.LeakyReLU(0.1, inplace=True)]
-        for d in dilations:
-            layers += [nn.Conv2d(channels, channels, 3, padding=d, dilation=d), nn.LeakyReLU(0.1, inplace=True)]
-        layers += [nn.Conv2d(channels, 4, 3, padding=1)]
-        self.layers = nn.Sequential(*layers)
+        self.layers = nn.Sequential(*dilated_layers(3, channels, dilations), nn.Conv2d(channels, 4, 3, padding=1))
         self.radius = 2 + sum(dilations)  # input px each side that one output depends on
 
     def forward(self, stamped):
