@@ -108,7 +108,9 @@ def virtual_display(screen="1024x768x24"):
     import tempfile
     rfd, wfd = os.pipe()
     log = tempfile.NamedTemporaryFile(prefix="xvfb-", suffix=".log", delete=False)
-    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(wfd), "-screen", "0", screen, "-nolisten", "tcp"],
+    # -noreset: Krita's start opens and closes short connections before its window's; by default the
+    # server resets when its last client leaves, and a client connecting meanwhile is refused
+    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(wfd), "-screen", "0", screen, "-nolisten", "tcp", "-noreset"],
                             pass_fds=(wfd,), stdout=log, stderr=log)
     log.close()
     os.close(wfd)

@@ -493,6 +493,24 @@ def test_a_run_past_its_wait_is_cancelled_and_fails_the_test():
     assert "Cancelled" in docker.findChild(QLabel, "kirei_message").text()
 
 
+def test_a_run_stays_running_until_its_result_is_in_the_document(monkeypatch):
+    """Applying a result waits for Krita (doc.waitForDone), whose event loop can deliver a poll or a
+    second click: the run must still count as running there, and a second restore be refused."""
+    KireiDocker, _ = _plugin()
+    docker = KireiDocker()
+    c = docker.controller
+    d, _ = _doc(40, 30)
+    seen = []
+
+    def wait_for_done():  # what Krita's event loop may run while the document scales
+        seen.append((c.running is not None, c.restore(), d.rootNode().childNodes()[-1].name()))
+    monkeypatch.setattr(d, "waitForDone", wait_for_done)
+    _docker_run(c, d)
+    assert seen and seen[0] == (True, False, "Background"), seen
+    assert [n.name() for n in d.rootNode().childNodes()][-1].startswith("Kirei x2")
+    assert c.running is None and docker.restore_button.isEnabled()
+
+
 def test_docker_says_what_changed_and_never_stays_busy(monkeypatch):
     KireiDocker, _ = _plugin()
     docker = KireiDocker()

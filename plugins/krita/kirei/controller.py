@@ -149,8 +149,9 @@ class Controller(QObject):
     def _finish(self, kind, outcome):
         """On the GUI thread (a Qt slot): apply a result, or say why there is none. Never raises:
         whatever happens, the docker leaves "Restoring..." and says it."""
+        # the run stays "running" until its result is in the document: applying waits for Krita
+        # (doc.waitForDone), whose event loop may deliver a second click or a poll meanwhile
         _, _, started, context = self.running
-        self.running = None
         try:
             if isinstance(outcome, Exception):
                 if isinstance(outcome, (kc.CoreNotInstalled, kc.WorkerStartFailed, kc.WorkerGone)):
@@ -178,6 +179,7 @@ class Controller(QObject):
         except Exception as e:  # noqa: BLE001  a bug must reach the user, not escape the slot
             self.message.emit("Unexpected error: %s: %s" % (type(e).__name__, e), True)
         finally:
+            self.running = None
             self.busy.emit(False)
 
 
