@@ -59,14 +59,56 @@ def _box_dilate(mask, radius):
     return t[0, 0].numpy() > 0
 
 
-def median_gradients(stack):
-    """Each picture's gradients (N x H x W x 3, twice), their median over the set, and its strong edges."""
+def repeat_weights(stack, radius=1, tol=0.012, grow=3):
+    """Per picture and pixel (N x H x W), 1 / how many pictures of the set show the same thing there.
+
+    Preview sets repeat content: a character sprite in the same place in most pictures, a shared
+    background, a frame. Counted once per copy, repeated content outvotes the pictures that differ
+    and looks like the stamp (which is the one thing every picture shares). A stamp is
+    semi-transparent, so over different pictures it never makes them identical: pictures that are
+    locally identical (mean difference below `tol` over a (2r+1)^2 window) are one witness, not many.
+    The identical area is grown by `grow` pixels: an opaque sprite's outline, over backgrounds that
+    differ, is the sprite's too.
+    """
+    n = len(stack)
+    count = np.ones(stack.shape[:3], np.float32)
+    for k in range(n):
+        for m in range(k + 1, n):
+            d = ndi.uniform_filter(np.abs(stack[k] - stack[m]).mean(-1), 2 * radius + 1, mode="nearest")
+            same = ndi.maximum_filter(d < tol, 2 * grow + 1)
+            count[k] += same
+            count[m] += same
+    return 1.0 / count
+
+
+def weighted_median(values, weights):
+    """The median over axis 0 of values (N x H x W x C) where each entry counts weights (N x H x W)."""
+    order = np.argsort(values, axis=0)
+    v = np.take_along_axis(values, order, axis=0)
+    w = np.take_along_axis(np.broadcast_to(weights[..., None], values.shape), order, axis=0)
+    cw = np.cumsum(w, axis=0)
+    pick = (cw >= 0.5 * cw[-1:]).argmax(axis=0)[None]
+    return np.take_along_axis(v, pick, axis=0)[0]
+
+
+PRESENCE = 0.7  # an edge of the stamp shows in (nearly) every picture; a recurring sprite's, in some
+
+
+def median_gradients(stack, weights=None):
+    """Each picture's gradients (N x H x W x 3, twice), their median over the set (each picture
+    counting `weights`, default 1), and its strong edges: strong in the median, and present in
+    at least PRESENCE of the (weighted) pictures."""
     gx, gy = _gradients(stack)
-    mx, my = np.median(gx, axis=0), np.median(gy, axis=0)
+    if weights is None:
+        weights = np.ones(stack.shape[:3], np.float32)
+    mx, my = weighted_median(gx, weights), weighted_median(gy, weights)
     mag = np.sqrt((mx ** 2 + my ** 2).sum(-1))
-    # noise floor from the set itself: most pixels carry no watermark edge
-    floor = max(float(np.percentile(mag, 90)) * 2.0, 0.01)
-    return gx, gy, mx, my, mag > floor
+    # noise floor from the set itself: most pixels carry no watermark edge (but a large stamp on a
+    # small picture may have edges at more than a tenth of them: then the median's noise decides)
+    floor = max(min(float(np.percentile(mag, 90)) * 2.0, max(4.0 * float(np.percentile(mag, 50)), 0.04)), 0.01)
+    each = np.sqrt((gx ** 2 + gy ** 2).sum(-1))  # N x H x W
+    presence = (weights * (each > 0.3 * mag)).sum(0) / weights.sum(0)
+    return gx, gy, mx, my, (mag > floor) & (presence >= PRESENCE)
 
 
 def carries_watermark(gx, gy, mx, my, edges):
@@ -83,7 +125,7 @@ def carries_watermark(gx, gy, mx, my, edges):
     return scores > min(0.5 * med, med - 0.2)
 
 
-def watermark_support(mx, my, edges):
+def watermark_support(mx, my, edges, witnesses=None):
     """Pixels that may carry the watermark: around its contours, and inside them.
 
     A watermark's edges are long connected contours; the pictures' own structure, where a few
@@ -92,6 +134,13 @@ def watermark_support(mx, my, edges):
     it stands clearly off the background it marks the watermark too (flat insides of letters
     and logos whose outline alone wouldn't enclose them).
     """
+    shared = None
+    if witnesses is not None:
+        # where every picture shows the same thing (a studio's frame or logo) a semi-transparent
+        # stamp can't be told from the picture: no opacity is measured there, the picture is left
+        # as it is (and a frame's edges must not enclose the whole picture as a stamp's would)
+        shared = witnesses < MIN_PICTURES
+        edges = edges & ~_box_dilate(shared, 2)
     labels, n = ndi.label(edges, structure=np.ones((3, 3)))
     sizes = ndi.sum(edges, labels, index=np.arange(1, n + 1))
     contours = np.isin(labels, 1 + np.flatnonzero(sizes >= MIN_CONTOUR_PIXELS))
@@ -99,7 +148,8 @@ def watermark_support(mx, my, edges):
     near = _box_dilate(edges, 3)
     background = np.median(matted[~near], axis=0) if (~near).any() else 0.0
     strong = np.abs(matted - background).max(-1) > 0.05
-    return _box_dilate(ndi.binary_fill_holes(_box_dilate(contours | strong, 2)), 2)
+    support = _box_dilate(ndi.binary_fill_holes(_box_dilate(contours | strong, 2)), 2)
+    return support if shared is None else support & ~shared
 
 
 def _charbonnier(x, eps=1e-3):
@@ -118,7 +168,7 @@ def _neighbour_pairs(support):
     return torch.from_numpy(np.concatenate(pairs, axis=1))
 
 
-def _objective(jp, jq, ap, aq, wp, wq):
+def _objective(jp, jq, ap, aq, wp, wq, weight):
     """Robust disagreement of neighbouring pixels in the recovered pictures, plus regularisers.
 
     With s = 1-a and r = J - a*W = s*I, neighbours p, q agree when r_p = (s_p/s_q) r_q. The
@@ -128,13 +178,15 @@ def _objective(jp, jq, ap, aq, wp, wq):
     """
     sp, sq = 1.0 - ap, 1.0 - aq
     rp, rq = jp - ap * wp, jq - aq * wq
-    loss = _charbonnier(rp - sp / sq * rq).mean() + _charbonnier(rq - sq / sp * rp).mean()
+    # each picture's pairs count its repeat weight (a sprite shown in 8 pictures is one witness)
+    per = _charbonnier(rp - sp / sq * rq) + _charbonnier(rq - sq / sp * rp)
+    loss = (per * weight).sum() / (weight.sum() * per.shape[1])
     # piecewise-smooth opacity and colour (colour only matters where there is opacity)
     loss = loss + 0.02 * _charbonnier(ap - aq).mean() + 0.01 * (ap * _charbonnier(wp - wq)).mean()
     return loss + 0.002 * (ap.mean() + aq.mean())  # no evidence -> no watermark
 
 
-def _refine(stack, support, steps, max_lr=0.3, progress=None):
+def _refine(stack, weights, support, steps, max_lr=0.3, progress=None):
     """Joint robust refinement of opacity and colour over the set (step 3 of the module doc).
 
     Only the support's pixels are unknowns (opacity is 0 elsewhere), and only the neighbour
@@ -149,6 +201,8 @@ def _refine(stack, support, steps, max_lr=0.3, progress=None):
     sp_, sq_ = slot[pairs[0]], slot[pairs[1]]
     j = torch.from_numpy(stack.reshape(n, h * w, 3)).permute(0, 2, 1)  # N,3,HW
     jp, jq = j[:, :, pairs[0]], j[:, :, pairs[1]]
+    wk = torch.from_numpy(weights.reshape(n, h * w))
+    weight = torch.minimum(wk[:, pairs[0]], wk[:, pairs[1]])[:, None, :]  # N,1,pairs
     ua = torch.full((len(inside),), -2.0, requires_grad=True)
     uw = torch.zeros((3, len(inside)), requires_grad=True)
     opt = torch.optim.Adam([ua, uw], lr=max_lr)
@@ -162,7 +216,7 @@ def _refine(stack, support, steps, max_lr=0.3, progress=None):
 
     for step in range(steps):
         a, wc = fields()
-        loss = _objective(jp, jq, a[sp_], a[sq_], wc[:, sp_], wc[:, sq_])
+        loss = _objective(jp, jq, a[sp_], a[sq_], wc[:, sp_], wc[:, sq_], weight)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -191,13 +245,15 @@ def estimate_profile(pictures, steps=800, progress=None):
         raise KireiError("the pictures to estimate from must all have the same size, got "
                          + ", ".join(f"{w}x{h}" for h, w in sorted(shapes)))
     stack = np.stack([p[..., :3] for p in pictures]).astype(np.float32)
-    grads = median_gradients(stack)
+    weights = repeat_weights(stack)
+    grads = median_gradients(stack, weights)
     keep = carries_watermark(*grads)
     if keep.sum() >= MIN_PICTURES and not keep.all():
         stack = stack[keep]
-        grads = median_gradients(stack)
-    support = watermark_support(*grads[2:])
+        weights = repeat_weights(stack)
+        grads = median_gradients(stack, weights)
+    support = watermark_support(*grads[2:], witnesses=weights.sum(0))
     del grads
-    alpha, color = _refine(stack, support, steps, progress=progress)
+    alpha, color = _refine(stack, weights, support, steps, progress=progress)
     alpha[alpha < 0.01] = 0.0
     return Profile(alpha=alpha.astype(np.float32), color=color.astype(np.float32)), keep
