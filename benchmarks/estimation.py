@@ -16,6 +16,7 @@ import sys
 import time
 
 import numpy as np
+import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -24,18 +25,15 @@ from core.errors import KireiError  # noqa: E402
 from core.estimate import estimate_profile  # noqa: E402
 from core.pipeline import Options, restore_pixels  # noqa: E402
 from core.profile import Profile  # noqa: E402
+from core.train import psnr_y  # noqa: E402
 from tests.hardsets import KINDS, as_jpeg, hard_set, stamps  # noqa: E402
 
 
-def psnr_y(pictures, clean):
-    """Mean over the set of PSNR (dB) of BT.601 luma of the 8-bit result, 4 px border shaved (as the scorer)."""
-    w = np.array([65.481, 128.553, 24.966], np.float32)
-    out = []
-    for p, c in zip(pictures, clean):
-        d = (np.round(np.clip(p, 0, 1) * 255) / 255 - c)[4:-4, 4:-4]
-        mse = float(np.mean((d @ w) ** 2))
-        out.append(99.0 if mse < 1e-10 else 10 * np.log10(255.0 ** 2 / mse))
-    return float(np.mean(out))
+def set_psnr_y(pictures, truth):
+    """Mean PSNR-Y over the set of the 8-bit results (core.train's measure, as the scorer's)."""
+    def batch(pics):
+        return torch.from_numpy(np.stack(pics)).permute(0, 3, 1, 2)
+    return psnr_y(batch([np.round(np.clip(p, 0, 1) * 255) / 255 for p in pictures]), batch(truth))
 
 
 def restore_set(pictures, profile, carries, options):
@@ -51,15 +49,14 @@ def evaluate(kind, stamp_name, jpeg=False, seed=0, model=None):
     true = Profile(alpha=hs.alpha, color=hs.color)
     t0 = time.perf_counter()
     try:
-        found = estimate_profile(pictures)
-        est, keep, why = found[0], found[1], ""
+        (est, keep), why = estimate_profile(pictures), ""
     except KireiError as e:  # refused: nothing is removed
         est, keep, why = None, np.zeros(len(pictures), bool), str(e)
     seconds = time.perf_counter() - t0
-    nothing = psnr_y(restore_set(pictures, None, none, options), hs.truth)
+    nothing = set_psnr_y(restore_set(pictures, None, none, options), hs.truth)
     res = {"set": f"{kind}/{stamp_name}{'/jpeg' if jpeg else ''}",
-           "true": psnr_y(restore_set(pictures, true, hs.carries, options), hs.truth),
-           "estimated": psnr_y(restore_set(pictures, est, keep, options), hs.truth) if est is not None else nothing,
+           "true": set_psnr_y(restore_set(pictures, true, hs.carries, options), hs.truth),
+           "estimated": set_psnr_y(restore_set(pictures, est, keep, options), hs.truth) if est is not None else nothing,
            "nothing": nothing, "seconds": seconds,
            "carries": f"{int(keep.sum())}/{int(hs.carries.sum())}", "refused": why}
     if est is not None:

@@ -94,13 +94,11 @@ def weighted_median(values, weights):
 PRESENCE = 0.7  # an edge of the stamp shows in (nearly) every picture; a recurring sprite's, in some
 
 
-def median_gradients(stack, weights=None):
+def median_gradients(stack, weights):
     """Each picture's gradients (N x H x W x 3, twice), their median over the set (each picture
-    counting `weights`, default 1), and its strong edges: strong in the median, and present in
+    counting `weights`, N x H x W), and its strong edges: strong in the median, and present in
     at least PRESENCE of the (weighted) pictures."""
     gx, gy = _gradients(stack)
-    if weights is None:
-        weights = np.ones(stack.shape[:3], np.float32)
     mx, my = weighted_median(gx, weights), weighted_median(gy, weights)
     mag = np.sqrt((mx ** 2 + my ** 2).sum(-1))
     # noise floor from the set itself: most pixels carry no watermark edge (but a large stamp on a
@@ -125,7 +123,7 @@ def carries_watermark(gx, gy, mx, my, edges):
     return scores > min(0.5 * med, med - 0.2)
 
 
-def watermark_support(mx, my, edges, witnesses=None):
+def watermark_support(mx, my, edges, witnesses):
     """Pixels that may carry the watermark: around its contours, and inside them.
 
     A watermark's edges are long connected contours; the pictures' own structure, where a few
@@ -134,13 +132,11 @@ def watermark_support(mx, my, edges, witnesses=None):
     it stands clearly off the background it marks the watermark too (flat insides of letters
     and logos whose outline alone wouldn't enclose them).
     """
-    shared = None
-    if witnesses is not None:
-        # where every picture shows the same thing (a studio's frame or logo) a semi-transparent
-        # stamp can't be told from the picture: no opacity is measured there, the picture is left
-        # as it is (and a frame's edges must not enclose the whole picture as a stamp's would)
-        shared = witnesses < MIN_PICTURES
-        edges = edges & ~_box_dilate(shared, 2)
+    # where every picture shows the same thing (witnesses: how many differ; a studio's frame or
+    # logo) a semi-transparent stamp can't be told from the picture: no opacity is measured there,
+    # the picture is left as it is (and a frame's edges must not enclose the picture as a stamp's would)
+    shared = witnesses < MIN_PICTURES
+    edges = edges & ~_box_dilate(shared, 2)
     labels, n = ndi.label(edges, structure=np.ones((3, 3)))
     sizes = ndi.sum(edges, labels, index=np.arange(1, n + 1))
     contours = np.isin(labels, 1 + np.flatnonzero(sizes >= MIN_CONTOUR_PIXELS))
@@ -149,7 +145,7 @@ def watermark_support(mx, my, edges, witnesses=None):
     background = np.median(matted[~near], axis=0) if (~near).any() else 0.0
     strong = np.abs(matted - background).max(-1) > 0.05
     support = _box_dilate(ndi.binary_fill_holes(_box_dilate(contours | strong, 2)), 2)
-    return support if shared is None else support & ~shared
+    return support & ~shared
 
 
 def _charbonnier(x, eps=1e-3):
