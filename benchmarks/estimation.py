@@ -14,6 +14,7 @@ import argparse
 import os
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -21,7 +22,6 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from core.errors import KireiError  # noqa: E402
 from core.estimate import estimate_profile  # noqa: E402
 from core.pipeline import Options, restore_pixels  # noqa: E402
 from core.profile import Profile  # noqa: E402
@@ -48,18 +48,20 @@ def evaluate(kind, stamp_name, jpeg=False, seed=0, model=None):
     pictures = as_jpeg(hs.stamped) if jpeg else hs.stamped
     true = Profile(alpha=hs.alpha, color=hs.color)
     t0 = time.perf_counter()
-    try:
-        (est, keep), why = estimate_profile(pictures), ""
-    except KireiError as e:  # refused: nothing is removed
-        est, keep, why = None, np.zeros(len(pictures), bool), str(e)
+    found = estimate_profile(pictures)
     seconds = time.perf_counter() - t0
+    if found.usable:
+        estimated = set_psnr_y(restore_set(pictures, found.profile, found.carries, options), hs.truth)
+    else:  # what the product does then: each picture restored blind, on its own
+        estimated = set_psnr_y(restore_set(pictures, None, none, replace(options, blind=True)), hs.truth)
     nothing = set_psnr_y(restore_set(pictures, None, none, options), hs.truth)
     res = {"set": f"{kind}/{stamp_name}{'/jpeg' if jpeg else ''}",
            "true": set_psnr_y(restore_set(pictures, true, hs.carries, options), hs.truth),
-           "estimated": set_psnr_y(restore_set(pictures, est, keep, options), hs.truth) if est is not None else nothing,
-           "nothing": nothing, "seconds": seconds,
-           "carries": f"{int(keep.sum())}/{int(hs.carries.sum())}", "refused": why}
-    if est is not None:
+           "estimated": estimated, "nothing": nothing, "seconds": seconds,
+           "carries": f"{int(found.carries.sum())}/{int(hs.carries.sum())}",
+           "refused": "" if found.usable else found.summary()}
+    est = found.profile
+    if found.found:
         res["area"] = float((est.alpha > 0.05).mean())
         res["true_area"] = float((hs.alpha > 0.05).mean())
     return res
@@ -79,13 +81,14 @@ def main():
             for jpeg in ((False, True) if a.jpeg else (False,)):
                 r = evaluate(kind, name, jpeg, model=a.model)
                 rows.append(r)
-                area = f"{r.get('area', 0):.3f}/{r['true_area']:.3f}" if "area" in r else "refused"
+                area = f"{r.get('area', 0):.3f}/{r['true_area']:.3f}" if "area" in r else "none"
                 print(f"{r['set']:40s} {r['true']:7.2f} {r['estimated']:7.2f} {r['true'] - r['estimated']:6.2f} "
-                      f"{r['nothing']:7.2f} {area:>11s} {r['carries']:>7s} {r['seconds']:5.1f}", flush=True)
+                      f"{r['nothing']:7.2f} {area:>11s} {r['carries']:>7s} {r['seconds']:5.1f}"
+                      + (f"  refused -> blind: {r['refused']}" if r["refused"] else ""), flush=True)
     gaps = [r["true"] - r["estimated"] for r in rows]
     print(f"mean gap {np.mean(gaps):.2f} dB, worst {max(gaps):.2f} dB; within 0.5 dB: "
           f"{sum(g <= 0.5 for g in gaps)}/{len(gaps)}; worse than nothing: "
-          f"{sum(r['estimated'] < r['nothing'] for r in rows)}")
+          f"{sum(r['estimated'] < r['nothing'] for r in rows)}; refused: {sum(bool(r['refused']) for r in rows)}")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from . import __version__, imageio
 from .devices import DEVICES, resolve_device
 from .errors import KireiError
-from .estimate import estimate_profile
+from .estimate import estimate_profile, preview
 from .models import DEFAULT_MODEL
 from .pipeline import METHODS, SCALES, Options, check_profile_size, restore_picture
 from .profile import load_profile, save_profile
@@ -26,6 +26,7 @@ from .tiling import DEFAULT_TILE
 
 EXIT_FAILED_INPUTS = 1
 EXIT_USAGE = 2
+EXIT_NOT_FOUND = 3  # estimate: no watermark, or none that can be trusted; nothing written
 # blind removal: a batch with at least this many pictures of one size is
 # assumed to share its watermark, which is then measured from the batch itself
 BLIND_BATCH_MIN = 3
@@ -69,6 +70,10 @@ def build_parser():
                        description="Writes an RGBA PNG profile: RGB = watermark colour, A = opacity.")
     e.add_argument("inputs", nargs="+", metavar="INPUT")
     e.add_argument("-o", "--output", required=True, metavar="P.png")
+    e.add_argument("--preview", action="store_true",
+                   help="also write the profile over a grey checkerboard beside it, as P.preview.png")
+    e.add_argument("--force", action="store_true",
+                   help="write the profile even when the checks find it implausible (default: refuse, exit 3)")
 
     sub.add_parser("models", help="list the installed models: size, speed and scores",
                    description="The models in core/weights, with what their records say.")
@@ -222,11 +227,14 @@ def _blind_profiles(paths, method):
                 pictures.append(px[..., :3])
         if len(pictures) < BLIND_BATCH_MIN:
             continue
-        profile, _ = estimate_profile(pictures)
-        if profile.alpha.max() < 0.05:
-            say(f"blind: no shared watermark found on the {count} pictures of {size[0]}x{size[1]}"
-                + ("" if method == "classic" else "; each is cleaned on its own"))
+        found = estimate_profile(pictures)
+        if not found.usable:
+            rest = "" if method == "classic" else "; each is cleaned on its own"
+            say(f"blind: {found.summary()} ({count} pictures of {size[0]}x{size[1]})"
+                + (f"; the profile is not used{rest}" if found.found else rest))
             continue
+        say(f"blind: {found.summary()} ({size[0]}x{size[1]})")
+        profile = found.profile
         profiles[size] = profile
     return profiles
 
@@ -337,18 +345,35 @@ def cmd_estimate(args):
     with output_folder(os.path.dirname(os.path.abspath(args.output))):
         pictures, size = _read_same_size(args.inputs)
         with tqdm(total=100, desc="measuring", unit="%", file=sys.stderr, disable=None) as bar:
-            profile, kept = estimate_profile(list(pictures.values()),
-                                             progress=lambda f: bar.update(round(f * 100) - bar.n))
+            found = estimate_profile(list(pictures.values()), progress=lambda f: bar.update(round(f * 100) - bar.n))
+        for p, k in zip(pictures, found.carries):
+            if found.found and not k:
+                say(f"{p}: doesn't seem to carry the watermark (set aside)")
+        if not found.found:
+            say(f"{found.summary()}; no profile written")
+            return EXIT_NOT_FOUND
+        if found.problem and not args.force:
+            say(f"{found.summary()}")
+            say("no profile written: it would likely make the pictures worse. Restore them blind (without "
+                "--profile), measure from other pictures, or write it anyway with --force")
+            return EXIT_NOT_FOUND
         try:
-            save_profile(profile, args.output)
+            save_profile(found.profile, args.output)
+            if args.preview:
+                imageio.save_picture(imageio.Picture(preview(found.profile), bit_depth=8, format="PNG"),
+                                     preview_path(args.output))
         except OSError as e:
             raise KireiError(f"can't write the profile {args.output}: {e.strerror or e}") from None
-    aside = [p for p, k in zip(pictures, kept) if not k]
-    for p in aside:
-        say(f"{p}: doesn't seem to carry the watermark (set aside)")
-    print(f"profile written to {args.output} ({size[0]}x{size[1]}, from {len(pictures) - len(aside)} pictures; "
-          f"peak opacity {profile.alpha.max():.2f})")
+    print(f"profile written to {args.output} ({size[0]}x{size[1]}): {found.summary()}")
+    if args.preview:
+        print(f"preview written to {preview_path(args.output)}")
     return 0
+
+
+def preview_path(profile_path):
+    """Where --preview writes: beside the profile, P.png -> P.preview.png."""
+    root, _ = os.path.splitext(profile_path)
+    return root + ".preview.png"
 
 
 def cmd_models(args):

@@ -88,12 +88,28 @@ class JobFailed(KireiClientError):
     pass
 
 
+class NoUsableProfile(JobFailed):
+    """An estimate found no watermark, or one its checks don't trust: remove it blind instead."""
+
+
 class Cancelled(KireiClientError):
     pass
 
 
 class TimedOut(KireiClientError):
     pass
+
+
+REPORT_HEADER = "X-Kirei-Report"  # an estimate's one-line report of what it found
+
+
+class EstimatedProfile(bytes):
+    """An estimate's result: the profile's PNG file bytes, and the worker's report on it."""
+
+    def __new__(cls, data, report=""):
+        obj = bytes.__new__(cls, data)
+        obj.report = report
+        return obj
 
 
 # ------------------------------------------------------------------ framing
@@ -491,7 +507,7 @@ class Client(object):
                                  % e)
             if status == 200:
                 if RESULT_TYPE not in (headers.get("Content-Type") or ""):
-                    return data  # an estimate's profile PNG
+                    return EstimatedProfile(data, headers.get(REPORT_HEADER) or "")
                 header, payload = unpack(data)
                 return Result(header, payload)
             info = self._json(status, data)
@@ -501,6 +517,8 @@ class Client(object):
                 continue
             if info.get("state") == "cancelled":
                 raise Cancelled("cancelled")
+            if info.get("fallback") == "blind":
+                raise NoUsableProfile(info.get("error") or "no usable watermark profile was found")
             self._checked(status, data)
             raise JobFailed(info.get("error") or "the job failed (%d)" % status)
 

@@ -10,16 +10,21 @@ Every picture is J_k = a*W + (1-a)*I_k with the same opacity a and colour W. Thr
    I_k = (J_k - a*W)/(1-a) must be natural, i.e. neighbouring pixels agree in every picture
    except where the picture itself has an edge (a robust loss), with a piecewise-smooth a and W.
 """
+from dataclasses import dataclass
+
 import numpy as np
 import scipy.fft
 import scipy.ndimage as ndi
 import torch
 
+from .blend import invert, stamp
 from .errors import KireiError
 from .profile import Profile
 
 MIN_PICTURES = 2
 MIN_CONTOUR_PIXELS = 30  # smaller connected edge specks in the median are the pictures' own
+BACKGROUND_SIGMA = 16.0  # pixels: wider than a stamp's strokes, narrower than the drift of a reconstruction
+MAX_HOLE = 0.03  # the largest inside of a letter or logo that is filled, as a share of the picture
 
 
 def _gradients(x):
@@ -141,11 +146,19 @@ def watermark_support(mx, my, edges, witnesses):
     sizes = ndi.sum(edges, labels, index=np.arange(1, n + 1))
     contours = np.isin(labels, 1 + np.flatnonzero(sizes >= MIN_CONTOUR_PIXELS))
     matted = poisson_reconstruct(mx * edges[..., None], my * edges[..., None])
-    near = _box_dilate(edges, 3)
-    background = np.median(matted[~near], axis=0) if (~near).any() else 0.0
+    # the reconstruction drifts slowly where the median kept some of the pictures' own (non-integrable)
+    # edges: the watermark stands off its local background, not off one level for the whole frame
+    away = (~_box_dilate(edges, 3)).astype(np.float32)
+    background = (ndi.gaussian_filter(matted * away[..., None], (BACKGROUND_SIGMA, BACKGROUND_SIGMA, 0))
+                  / np.maximum(ndi.gaussian_filter(away, BACKGROUND_SIGMA), 1e-3)[..., None])
     strong = np.abs(matted - background).max(-1) > 0.05
-    support = _box_dilate(ndi.binary_fill_holes(_box_dilate(contours | strong, 2)), 2)
-    return support & ~shared
+    found = _box_dilate(contours | strong, 2)
+    # the insides of letters and logos are holes in their outlines; a hole the size of much of the
+    # picture is not a letter but a region enclosed by the pictures' own edges where they joined up
+    holes, n = ndi.label(ndi.binary_fill_holes(found) & ~found)
+    sizes = ndi.sum(holes > 0, holes, index=np.arange(1, n + 1))
+    small = np.isin(holes, 1 + np.flatnonzero(sizes <= MAX_HOLE * found.size))
+    return _box_dilate(found | small, 2) & ~shared
 
 
 def _charbonnier(x, eps=1e-3):
@@ -164,6 +177,9 @@ def _neighbour_pairs(support):
     return torch.from_numpy(np.concatenate(pairs, axis=1))
 
 
+SMOOTH_A, SMOOTH_W, SPARSE = 0.02, 0.01, 0.002
+
+
 def _objective(jp, jq, ap, aq, wp, wq, weight):
     """Robust disagreement of neighbouring pixels in the recovered pictures, plus regularisers.
 
@@ -178,8 +194,8 @@ def _objective(jp, jq, ap, aq, wp, wq, weight):
     per = _charbonnier(rp - sp / sq * rq) + _charbonnier(rq - sq / sp * rp)
     loss = (per * weight).sum() / (weight.sum() * per.shape[1])
     # piecewise-smooth opacity and colour (colour only matters where there is opacity)
-    loss = loss + 0.02 * _charbonnier(ap - aq).mean() + 0.01 * (ap * _charbonnier(wp - wq)).mean()
-    return loss + 0.002 * (ap.mean() + aq.mean())  # no evidence -> no watermark
+    loss = loss + SMOOTH_A * _charbonnier(ap - aq).mean() + SMOOTH_W * (ap * _charbonnier(wp - wq)).mean()
+    return loss + SPARSE * (ap.mean() + aq.mean())  # no evidence -> no watermark
 
 
 def _refine(stack, weights, support, steps, max_lr=0.3, progress=None):
@@ -228,8 +244,110 @@ def _refine(stack, weights, support, steps, max_lr=0.3, progress=None):
     return alpha.reshape(h, w), color.reshape(h, w, 3)
 
 
+# what makes a measured profile implausible (module doc of `Estimate`)
+FOUND_OPACITY = 0.05  # opacity from which a pixel counts as stamped
+FOUND_AREA = 0.003  # less of the picture than this is specks of the pictures' own edges, not a stamp
+MAX_AREA = 0.5  # studios' stamps cover a band of the picture, not most of it
+OPAQUE, MAX_OPAQUE_AREA = 0.85, 0.02  # a stamp lets the picture through; a sprite taken for one doesn't
+MIN_AGREEMENT = 0.75  # the share of the pictures that removing it must make more natural
+MIN_GAIN = 0.03  # how much smoother (median over the pictures) the stamp's edges must become: else none was found
+
+
+def _roughness(x, region):
+    """Mean gradient magnitude of a picture (H x W x 3) over region: natural pictures are smooth
+    almost everywhere; a stamp's edges, or a wrong profile's ghosts, add roughness."""
+    gx, gy = _gradients(x)
+    return float(np.sqrt((gx ** 2 + gy ** 2).sum(-1) + 1e-6)[region].mean())
+
+
+@dataclass
+class Estimate:
+    """What estimation found, and whether it can be trusted.
+
+    A profile is implausible when it covers most of the frame, is nearly opaque over an area
+    (repeated opaque content taken for a stamp), or when removing it makes the pictures rougher
+    than they are stamped in more than a quarter of them (the check of agreement between the
+    pictures: a right profile makes every picture that carries the stamp more natural).
+    """
+    profile: Profile
+    carries: np.ndarray  # bool per picture: it carries the stamp
+    gains: np.ndarray  # per carrying picture: how much smoother removal made it (relative; > 0 better)
+    problem: str = ""  # why the profile must not be used; "" when it is plausible
+
+    @property
+    def found(self):
+        """Something that looks like a stamp: enough of it, and removing it clearly smooths its edges
+        in most pictures (what the pictures' own edges, taken for a stamp where there is none, don't)."""
+        return len(self.gains) > 0 and float(np.median(self.gains)) >= MIN_GAIN
+
+    @property
+    def usable(self):
+        return self.found and not self.problem
+
+    @property
+    def confidence(self):
+        """0..1: the share of pictures that removal made more natural, times how clearly (a 20%
+        smoother stamp region is clear)."""
+        if not self.found or not len(self.gains):
+            return 0.0
+        return float(np.mean(self.gains > 0) * np.clip(np.median(self.gains) / 0.2, 0.0, 1.0))
+
+    @property
+    def bbox(self):
+        """(x0, y0, x1, y1) of the stamp (opacity >= FOUND_OPACITY), x1 and y1 exclusive; None if none."""
+        ys, xs = np.nonzero(self.profile.alpha >= FOUND_OPACITY)
+        return (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1) if len(xs) else None
+
+    @property
+    def mean_opacity(self):
+        a = self.profile.alpha
+        return float(a[a >= FOUND_OPACITY].mean()) if self.found else 0.0
+
+    def summary(self):
+        """One line for the user."""
+        n = len(self.carries)
+        if not self.found:
+            return (f"no watermark shared by the {n} pictures was found"
+                    + (f" (what looked like one {self.problem})" if self.problem else ""))
+        x0, y0, x1, y1 = self.bbox
+        line = (f"watermark on {int(self.carries.sum())} of {n} pictures, at x {x0}-{x1}, y {y0}-{y1} "
+                f"({100 * (self.profile.alpha >= FOUND_OPACITY).mean():.0f}% of the picture), mean opacity "
+                f"{self.mean_opacity:.2f}, confidence {self.confidence:.2f}")
+        return line + (f"; implausible: it {self.problem}" if self.problem else "")
+
+
+def check_estimate(stack, profile, carries):
+    """The Estimate of a measured profile over the pictures it was measured from (N x H x W x 3)."""
+    a = profile.alpha
+    on = a >= FOUND_OPACITY
+    if on.mean() < FOUND_AREA:
+        return Estimate(profile, carries, np.zeros(0))
+    # a stamp's inside is judged by its edges: within it, a right profile restores the picture's
+    # contrast (rougher than stamped when the stamp dimmed it); across its edges it removes a step
+    ga, gb = _gradients(a[..., None])
+    region = _box_dilate(np.hypot(ga[..., 0], gb[..., 0]) > 0.02, 1)
+    gains = np.array([1.0 - _roughness(np.clip(invert(j, a, profile.color), 0, 1), region) / _roughness(j, region)
+                      for j in stack[carries]])
+    problem = ""  # what is wrong with it, said of "it"
+    if on.mean() > MAX_AREA:
+        problem = f"covers {100 * on.mean():.0f}% of the picture"
+    elif (a >= OPAQUE).mean() > MAX_OPAQUE_AREA:
+        problem = f"is nearly opaque over {100 * (a >= OPAQUE).mean():.0f}% of the picture"
+    elif np.mean(gains > 0) < MIN_AGREEMENT and np.median(gains) >= MIN_GAIN:  # (else: none found)
+        problem = f"makes {int((gains <= 0).sum())} of the {len(gains)} pictures that carry it less natural when removed"
+    return Estimate(profile, carries, gains, problem)
+
+
+def preview(profile, square=8):
+    """The profile over a grey checkerboard (H x W x 3): how a user sees what was measured."""
+    h, w = profile.alpha.shape
+    yy, xx = np.mgrid[:h, :w]
+    board = np.where((yy // square + xx // square) % 2, 0.6, 0.4).astype(np.float32)
+    return stamp(np.repeat(board[..., None], 3, -1), profile.alpha, profile.color)
+
+
 def estimate_profile(pictures, steps=800, progress=None):
-    """A watermark Profile, and which pictures carry it, from RGB float32 pictures (H x W x 3, one size).
+    """The Estimate (profile, which pictures carry it, checks) from RGB float32 pictures (H x W x 3, one size).
 
     progress, if given, is called with the fraction done.
     """
@@ -240,7 +358,7 @@ def estimate_profile(pictures, steps=800, progress=None):
     if len(shapes) != 1:
         raise KireiError("the pictures to estimate from must all have the same size, got "
                          + ", ".join(f"{w}x{h}" for h, w in sorted(shapes)))
-    stack = np.stack([p[..., :3] for p in pictures]).astype(np.float32)
+    stack = stack_all = np.stack([p[..., :3] for p in pictures]).astype(np.float32)
     weights = repeat_weights(stack)
     grads = median_gradients(stack, weights)
     keep = carries_watermark(*grads)
@@ -252,4 +370,4 @@ def estimate_profile(pictures, steps=800, progress=None):
     del grads
     alpha, color = _refine(stack, weights, support, steps, progress=progress)
     alpha[alpha < 0.01] = 0.0
-    return Profile(alpha=alpha.astype(np.float32), color=color.astype(np.float32)), keep
+    return check_estimate(stack_all, Profile(alpha=alpha.astype(np.float32), color=color.astype(np.float32)), keep)

@@ -59,6 +59,8 @@ class Job:
         self.state = "queued"  # queued -> running -> done | failed | cancelled
         self.progress = 0.0
         self.error = None
+        self.fallback = None  # a failed estimate: what the plugin does instead ("blind")
+        self.report = None  # a done estimate: its one-line report
         self.result = None
         self.content_type = client.RESULT_TYPE
         self.cancel = threading.Event()
@@ -137,10 +139,15 @@ class Worker:
         try:
             progress(0.0)
             if isinstance(r, EstimateRequest):
-                profile, kept = estimate_profile(r.pictures, progress=progress)
-                if kept.sum() < 2 or profile.is_empty():
-                    raise KireiError("no watermark shared by these pictures was found")
-                job.result, job.content_type = profile_png(profile), "image/png"
+                found = estimate_profile(r.pictures, progress=progress)
+                if not found.usable:  # the plugin falls back to blind removal
+                    job.fallback = "blind"
+                    line = found.summary()
+                    raise KireiError(line[0].upper() + line[1:] + (
+                        ". No profile was made; Kirei will remove the watermark blind" if found.found else
+                        "; Kirei will remove any watermark blind"))
+                job.result, job.content_type = profile_png(found.profile), "image/png"
+                job.report = found.summary()
                 job.progress, job.state = 1.0, "done"
                 return
             method = default_method(r.model)  # classic when this model's weights are missing or damaged
@@ -320,9 +327,10 @@ def make_app(worker, max_body, cap):
         if job.state in ("done", "failed") and worker.jobs.pop(job.id, None) is None:
             raise no_such_job()  # another request fetched it meanwhile: a result is fetched once
         if job.state == "done":
-            return web.Response(body=job.result, content_type=job.content_type)
+            return web.Response(body=job.result, content_type=job.content_type,
+                                headers={client.REPORT_HEADER: job.report} if job.report else None)
         if job.state == "failed":
-            return _error(422, job.error, state="failed")
+            return _error(422, job.error, state="failed", **({"fallback": job.fallback} if job.fallback else {}))
         if job.state == "cancelled":
             return _error(410, "the job was cancelled", state="cancelled")
         return web.json_response(job.status(worker.position(job)), status=202)

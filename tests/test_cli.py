@@ -73,6 +73,26 @@ def test_estimate_then_restore(tmp_path, stamped_set, watermark):
     assert np.abs(prof.alpha - watermark[0]).mean() < 0.03
 
 
+def test_estimate_reports_what_it_found_and_writes_a_preview(tmp_path, stamped_set):
+    stamped, _ = stamped_set
+    files = [_save(s, tmp_path / f"s{i}.png") for i, s in enumerate(stamped[:12])]
+    r = run_cli("estimate", "--preview", "-o", tmp_path / "est.png", *files)
+    assert r.returncode == 0, r.stderr
+    assert "watermark on 12 of 12 pictures, at x " in r.stdout and "confidence" in r.stdout, r.stdout
+    with Image.open(tmp_path / "est.preview.png") as im:
+        assert im.size == (120, 160) and im.mode == "RGB"
+
+
+def test_estimate_says_when_there_is_no_watermark_and_writes_nothing(tmp_path, stamped_set):
+    _, clean = stamped_set
+    files = [_save(np.rint(c * 255) / 255, tmp_path / f"c{i}.png") for i, c in enumerate(clean[:12])]
+    r = run_cli("estimate", "--preview", "-o", tmp_path / "est.png", *files)
+    assert r.returncode == 3, r.stderr
+    assert r.stderr.startswith("kirei: no watermark shared by the 12 pictures was found") and r.stderr.endswith(
+        "; no profile written\n"), r.stderr
+    assert not (tmp_path / "est.png").exists() and not (tmp_path / "est.preview.png").exists()
+
+
 def test_one_bad_input_fails_alone(tmp_path, inputs):
     (tmp_path / "junk.png").write_bytes(b"no picture here")
     data = inputs[0].read_bytes()
@@ -149,6 +169,16 @@ def test_blind_batch_measures_the_shared_watermark(tmp_path, stamped_set):
     assert r.returncode == 0, r.stderr
     res = np.asarray(Image.open(out / "b0.png"), np.float32) / 255
     assert np.abs(res - clean[0]).mean() < 0.5 * np.abs(stamped[0] - clean[0]).mean()
+
+
+def test_blind_batch_without_a_watermark_says_so_and_only_upscales(tmp_path, stamped_set):
+    _, clean = stamped_set
+    files = [_save(np.rint(c * 255) / 255, tmp_path / f"c{i}.png") for i, c in enumerate(clean[:6])]
+    r = run_cli("restore", "--method", "classic", "--scale", "1", "-o", tmp_path / "out", *files)
+    assert r.returncode == 0, r.stderr
+    assert "blind: no watermark shared by the 6 pictures was found (6 pictures of 120x160)" in r.stderr
+    res = np.asarray(Image.open(tmp_path / "out" / "c0.png"), np.float32) / 255
+    np.testing.assert_allclose(res, np.rint(clean[0] * 255) / 255, atol=1 / 255)
 
 
 def test_folder_inputs_and_never_overwriting_an_input(tmp_path, inputs):

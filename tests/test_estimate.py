@@ -2,8 +2,10 @@
 import numpy as np
 import pytest
 
-from core.estimate import estimate_profile, poisson_reconstruct, repeat_weights, weighted_median
+from core.estimate import (check_estimate, estimate_profile, poisson_reconstruct, preview, repeat_weights,
+                           weighted_median)
 from core.errors import KireiError
+from core.profile import Profile
 from tests.hardsets import hard_set
 
 
@@ -16,7 +18,8 @@ def _errors(profile, alpha, color):
 
 def test_recovers_opacity_and_colour_from_20_pictures(stamped_set, watermark):
     stamped, _ = stamped_set
-    profile, kept = estimate_profile(stamped)
+    found = estimate_profile(stamped)
+    profile, kept = found.profile, found.carries
     a_mae, c_mae = _errors(profile, *watermark)
     assert kept.all()
     assert a_mae < 0.02, a_mae
@@ -26,7 +29,8 @@ def test_recovers_opacity_and_colour_from_20_pictures(stamped_set, watermark):
 def test_robust_to_pictures_without_the_watermark(stamped_set, watermark):
     stamped, clean = stamped_set
     mixed = list(stamped[:17]) + [np.rint(c * 255) / 255 for c in clean[17:]]
-    profile, kept = estimate_profile(mixed)
+    found = estimate_profile(mixed)
+    profile, kept = found.profile, found.carries
     a_mae, c_mae = _errors(profile, *watermark)
     assert a_mae < 0.02, a_mae
     assert c_mae < 0.05, c_mae
@@ -74,7 +78,6 @@ def test_repeated_content_counts_once(stamped_set):
 def _restore_gap(hs, profile, kept):
     """dB by which exact inversion with the estimate is worse than doing nothing, and than the truth."""
     from core.pipeline import remove_watermark
-    from core.profile import Profile
 
     def db(pics):
         return np.mean([10 * np.log10(1 / np.mean((np.clip(p, 0, 1) - c) ** 2)) for p, c in zip(pics, hs.clean)])
@@ -90,9 +93,65 @@ def test_content_that_recurs_is_not_taken_for_the_stamp(kind):
     of them, repeats like a stamp but is opaque: the profile covers about the stamp's area, every
     stamped picture is kept, and removing with it makes the pictures much better, not worse."""
     hs = hard_set(kind, "white-outline", size=(117, 165))
-    profile, kept = estimate_profile(hs.stamped)
+    found = estimate_profile(hs.stamped)
+    profile, kept = found.profile, found.carries
+    assert found.usable, found.summary()
     area, true_area = (profile.alpha > 0.05).mean(), (hs.alpha > 0.05).mean()
     assert area < 1.4 * true_area, (area, true_area)
     assert kept.all()
     better, behind = _restore_gap(hs, profile, kept)
     assert better > 8, better
+
+
+SMALL = (117, 165)
+
+
+def test_the_report_says_what_was_found():
+    hs = hard_set("frame", "white-bold", size=SMALL)
+    stack = np.stack(hs.stamped)
+    found = check_estimate(stack, Profile(alpha=hs.alpha, color=hs.color), hs.carries)
+    assert found.usable and found.confidence > 0.5, found.summary()
+    ys, xs = np.nonzero(hs.alpha >= 0.05)
+    assert found.bbox == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+    assert abs(found.mean_opacity - hs.alpha[hs.alpha >= 0.05].mean()) < 1e-6
+    line = found.summary()
+    assert line.startswith(f"watermark on {len(hs.stamped)} of {len(hs.stamped)} pictures, at x {xs.min()}-")
+    assert "implausible" not in line
+
+
+@pytest.mark.parametrize("wrong, says", [
+    ("opaque sprite", "nearly opaque"), ("everywhere", "covers 100%"), ("misplaced", "less natural")])
+def test_a_profile_that_would_harm_the_pictures_is_flagged(wrong, says):
+    """What a wrong estimate looks like: a recurring sprite taken for the stamp (opaque), a stamp
+    over the whole frame, the stamp's shape in the wrong place (ghosts printed on every picture)."""
+    hs = hard_set("sprite", "white-outline", size=SMALL)
+    stack = np.stack(hs.stamped)
+    if wrong == "opaque sprite":  # the stamp, and the sprite's face (the same in 8 of the pictures) opaque
+        alpha = hs.alpha.copy()
+        alpha[50:80, 45:75] = 0.95
+    elif wrong == "everywhere":
+        alpha = np.maximum(hs.alpha, 0.3)
+    else:
+        alpha = np.roll(hs.alpha, (9, 13), axis=(0, 1))
+    found = check_estimate(stack, Profile(alpha=alpha.astype(np.float32), color=hs.color), hs.carries)
+    assert not found.usable
+    assert says in found.summary(), found.summary()
+
+
+@pytest.mark.parametrize("kind", ["sprite", "frame", "visual-novel"])
+def test_a_set_without_a_stamp_is_said_to_have_none(kind):
+    """Pictures that share content but no stamp: estimation finds nothing (not a profile of the
+    repeated content), and says so."""
+    hs = hard_set(kind, "white-outline", size=SMALL)
+    found = estimate_profile(hs.clean)
+    assert not found.found and not found.usable
+    assert found.summary().startswith(f"no watermark shared by the {len(hs.clean)} pictures was found")
+
+
+def test_the_preview_shows_the_profile_over_a_grey_checkerboard():
+    hs = hard_set("frame", "white-bold", size=SMALL)
+    shown = preview(Profile(alpha=hs.alpha, color=hs.color))
+    yy, xx = np.mgrid[:SMALL[1], :SMALL[0]]
+    board = np.where((yy // 8 + xx // 8) % 2, 0.6, 0.4)[..., None]  # grey squares of 8 pixels
+    a = hs.alpha[..., None]
+    np.testing.assert_allclose(shown, a * hs.color + (1 - a) * board, atol=1e-6)

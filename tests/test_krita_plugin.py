@@ -300,6 +300,28 @@ def test_estimate_from_open_documents(tmp_path, watermark):
     assert docker.profile.text() == out and docker.controller.mode == "profile"
 
 
+def test_an_estimate_without_a_watermark_falls_back_to_blind(tmp_path):
+    """Documents that share no stamp: no profile is saved, the docker says why and goes on blind."""
+    KireiDocker, _ = _plugin()
+    from kirei.controller import pictures_from_documents
+    docker = KireiDocker()
+    for doc in list(krita.Krita.instance().documents()):
+        doc.close()
+    for seed in range(6):
+        d = krita.Krita.instance().createDocument(120, 160, "c", "RGBA", "U8", "", 72.0)
+        px = np.rint(picture(120, 160, seed + 60) * 255).astype(np.uint8)
+        rgba = np.dstack([px, np.full((160, 120), 255, np.uint8)])
+        d.nodeByName("Background").setPixelData(rgba[..., [2, 1, 0, 3]].tobytes(), 0, 0, 120, 160)
+    docker.controller.set_setting("mode", "profile")
+    docker.mode.setCurrentIndex(1)
+    out = tmp_path / "profile.png"
+    assert docker.controller.estimate(pictures_from_documents(krita.Krita.instance().documents()), str(out))
+    _wait(docker.controller, 120)
+    assert not out.exists()
+    assert docker.controller.mode == "blind" and docker.mode.currentData() == "blind"
+    assert "No watermark shared by the 6 pictures was found" in docker.findChild(QLabel, "kirei_message").text()
+
+
 def test_docker_says_when_the_engine_is_not_installed(tmp_path, monkeypatch):
     KireiDocker, _ = _plugin()
     docker = KireiDocker()

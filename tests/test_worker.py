@@ -603,8 +603,16 @@ def test_estimate_through_the_worker(worker, stamped_set, watermark):
     seen = []
     data = worker.client().estimate([(p.tobytes(), 120, 160, 3, "uint8") for p in pics], progress=seen.append)
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert data.report.startswith("watermark on 12 of 12 pictures, at x "), data.report
     prof = profile_from_png(data)
     assert np.abs(prof.alpha - watermark[0]).mean() < 0.03
     assert seen
     status, body = _raw(worker, "POST", "/v1/estimate", kc.pack({"pictures": [{"width": 2}]}))
     assert status == 400 and "2 to 200" in json.loads(body)["error"]
+
+
+def test_an_estimate_that_finds_no_watermark_tells_the_plugin_to_go_on_blind(worker, stamped_set):
+    _, clean = stamped_set
+    pics = [np.rint(c * 255).astype(np.uint8) for c in clean[:8]]
+    with pytest.raises(kc.NoUsableProfile, match="No watermark shared by the 8 pictures was found.*; Kirei will remove any watermark blind"):
+        worker.client().estimate([(p.tobytes(), 120, 160, 3, "uint8") for p in pics])

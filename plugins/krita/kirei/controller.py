@@ -28,6 +28,7 @@ class Controller(QObject):
     worker_status = pyqtSignal(str)
     models_listed = pyqtSignal(object)  # [(name, label)], the worker's default first: what it can run
     profile_changed = pyqtSignal(str)
+    mode_changed = pyqtSignal(str)  # the controller chose another watermark mode (an estimate fell back)
     _done = pyqtSignal(object, object)  # (what finished, its outcome), from the worker thread
 
     def __init__(self):
@@ -153,6 +154,11 @@ class Controller(QObject):
         # (doc.waitForDone), whose event loop may deliver a second click or a poll meanwhile
         _, _, started, context = self.running
         try:
+            if isinstance(outcome, kc.NoUsableProfile):  # the estimate's checks refused: go on blind
+                self.set_setting("mode", "blind")
+                self.mode_changed.emit("blind")
+                self.message.emit(str(outcome) + ".", True)
+                return
             if isinstance(outcome, Exception):
                 if isinstance(outcome, (kc.CoreNotInstalled, kc.WorkerStartFailed, kc.WorkerGone)):
                     self.client = None  # the next run looks for (or starts) a worker afresh
@@ -169,7 +175,7 @@ class Controller(QObject):
                 self.set_setting("profile", context)
                 self.set_setting("mode", "profile")
                 self.profile_changed.emit(context)
-                done = "Profile saved to %s" % context
+                done = "Profile saved to %s (%s)" % (context, getattr(outcome, "report", "") or "measured")
             self.last_seconds = time.time() - started
             self.progress.emit(1.0)
             notice = getattr(outcome, "notice", None)

@@ -87,6 +87,7 @@ class KireiDocker(DockWidget):
         c.message.connect(self._message)
         c.worker_status.connect(self.status.setText)
         c.profile_changed.connect(self._profile_changed)
+        c.mode_changed.connect(lambda mode: self.mode.setCurrentIndex(MODES.index(mode)))
         c.models_listed.connect(self._list_models)
         self._mode_changed(self.mode.currentIndex())
         c.refresh_status()
