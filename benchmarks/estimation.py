@@ -3,12 +3,16 @@
 restores than the true one, and how long estimating takes.
 
     .venv/bin/python benchmarks/estimation.py [--kinds sprite,frame] [--stamps grey-flat] [--jpeg]
+    .venv/bin/python benchmarks/estimation.py --speed [--against REV]
 
 For each set: estimate the profile from the stamped pictures; restore each picture x2 with it (the
 default model; only where the estimator says the picture carries the stamp) and with the true
 profile (only where it truly does); PSNR-Y of both against the clean pictures drawn at 2x. The gap
 is true minus estimated (the target: at most 0.5 dB). "nothing" is a x2 restore that removes
 nothing: a profile that scores below it makes the pictures worse.
+
+--speed times estimation alone on 20 pictures of 233x330 (the target: at most 10 s on 2 CPU cores),
+beside the estimator of git revision REV, run the same way in the same process.
 """
 import argparse
 import os
@@ -67,13 +71,53 @@ def evaluate(kind, stamp_name, jpeg=False, seed=0, model=None):
     return res
 
 
+def speed(against=None, runs=3):
+    """Seconds (median of runs) to estimate from 20 stamped 233x330 pictures, now and at `against`."""
+    from core import synth
+    from core.blend import stamp
+    alpha, color = stamps()["white-outline"]
+    pictures = [np.round(stamp(np.asarray(synth.anime_picture(233, 330, seed).convert("RGB"), np.float32) / 255,
+                               alpha, color) * 255).astype(np.float32) / 255 for seed in range(20)]
+    estimators = {"now": estimate_profile}
+    if against:
+        estimators[against] = _estimator_at(against)
+    for name, estimate in estimators.items():
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            estimate(pictures)
+            times.append(time.perf_counter() - t0)
+        print(f"{name}: {np.median(times):.1f} s to estimate from 20 pictures of 233x330 "
+              f"(runs: {', '.join(f'{t:.1f}' for t in times)}; torch threads {torch.get_num_threads()})", flush=True)
+
+
+def _estimator_at(rev):
+    """estimate_profile as core/estimate.py was at git revision rev (its relative imports: today's core)."""
+    import importlib.util
+    import subprocess
+    import tempfile
+    source = subprocess.run(["git", "-C", ROOT, "show", f"{rev}:core/estimate.py"], check=True,
+                            capture_output=True, text=True).stdout
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as fh:
+        fh.write(source)
+    spec = importlib.util.spec_from_file_location("core.estimate_at_rev", fh.name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    os.unlink(fh.name)
+    return module.estimate_profile
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kinds", default=",".join(KINDS))
     ap.add_argument("--stamps", default=",".join(stamps()))
     ap.add_argument("--jpeg", action="store_true", help="also each set saved as JPEG q85")
     ap.add_argument("--model", default=None, help="the model that restores (default: the default model)")
+    ap.add_argument("--speed", action="store_true", help="time estimation alone on 20 pictures of 233x330")
+    ap.add_argument("--against", metavar="REV", help="with --speed: also the estimator of this git revision")
     a = ap.parse_args()
+    if a.speed:
+        return speed(a.against)
     rows = []
     print(f"{'set':40s} {'true':>7s} {'est.':>7s} {'gap':>6s} {'nothing':>7s} {'area':>11s} {'carries':>7s} {'s':>5s}")
     for kind in a.kinds.split(","):

@@ -191,8 +191,9 @@ def _objective(jp, jq, ap, aq, wp, wq, weight):
     sp, sq = 1.0 - ap, 1.0 - aq
     rp, rq = jp - ap * wp, jq - aq * wq
     # each picture's pairs count its repeat weight (a sprite shown in 8 pictures is one witness)
-    per = _charbonnier(rp - sp / sq * rq) + _charbonnier(rq - sq / sp * rp)
-    loss = (per * weight).sum() / (weight.sum() * per.shape[1])
+    # both directions: rq - (sq/sp) rp = -(sq/sp) (rp - (sp/sq) rq), so one residual, weighted, is both
+    per = _charbonnier(rp - sp / sq * rq)
+    loss = (per * weight).sum(dim=(0, 1)).mul(1.0 + sq / sp).sum() / (weight.sum() * per.shape[1])
     # piecewise-smooth opacity and colour (colour only matters where there is opacity)
     loss = loss + SMOOTH_A * _charbonnier(ap - aq).mean() + SMOOTH_W * (ap * _charbonnier(wp - wq)).mean()
     return loss + SPARSE * (ap.mean() + aq.mean())  # no evidence -> no watermark
@@ -316,18 +317,28 @@ class Estimate:
         return line + (f"; implausible: it {self.problem}" if self.problem else "")
 
 
-def check_estimate(stack, profile, carries):
-    """The Estimate of a measured profile over the pictures it was measured from (N x H x W x 3)."""
+def removal_gains(stack, profile):
+    """Per picture (N x H x W x 3): how much smoother removing the profile makes it along the
+    profile's edges, relative (> 0: smoother; a picture without the stamp gets its ghost: < 0).
+
+    A stamp's inside is judged by its edges: within it, a right profile restores the picture's
+    contrast (rougher than stamped where the stamp dimmed it); across its edges it removes a step.
+    """
+    a = profile.alpha
+    ga, gb = _gradients(a[..., None])
+    region = _box_dilate(np.hypot(ga[..., 0], gb[..., 0]) > 0.02, 1)
+    return np.array([1.0 - _roughness(np.clip(invert(j, a, profile.color), 0, 1), region) / _roughness(j, region)
+                     for j in stack])
+
+
+def check_estimate(stack, profile, carries, gains=None):
+    """The Estimate of a measured profile over the pictures it was measured from (N x H x W x 3);
+    gains: removal_gains of the carrying pictures, if already known."""
     a = profile.alpha
     on = a >= FOUND_OPACITY
     if on.mean() < FOUND_AREA:
         return Estimate(profile, carries, np.zeros(0))
-    # a stamp's inside is judged by its edges: within it, a right profile restores the picture's
-    # contrast (rougher than stamped when the stamp dimmed it); across its edges it removes a step
-    ga, gb = _gradients(a[..., None])
-    region = _box_dilate(np.hypot(ga[..., 0], gb[..., 0]) > 0.02, 1)
-    gains = np.array([1.0 - _roughness(np.clip(invert(j, a, profile.color), 0, 1), region) / _roughness(j, region)
-                      for j in stack[carries]])
+    gains = removal_gains(stack[carries], profile) if gains is None else gains
     problem = ""  # what is wrong with it, said of "it"
     if on.mean() > MAX_AREA:
         problem = f"covers {100 * on.mean():.0f}% of the picture"
@@ -358,16 +369,30 @@ def estimate_profile(pictures, steps=800, progress=None):
     if len(shapes) != 1:
         raise KireiError("the pictures to estimate from must all have the same size, got "
                          + ", ".join(f"{w}x{h}" for h, w in sorted(shapes)))
-    stack = stack_all = np.stack([p[..., :3] for p in pictures]).astype(np.float32)
+    stack = np.stack([p[..., :3] for p in pictures]).astype(np.float32)
+    weights = repeat_weights(stack)
+    keep = carries_watermark(*median_gradients(stack, weights))
+    if keep.sum() < MIN_PICTURES:
+        keep[:] = True
+    part = (lambda lo, hi: (lambda f: progress(lo + (hi - lo) * f))) if progress else (lambda lo, hi: None)
+    profile = _measure(stack[keep], steps, part(0.0, 0.6))
+    gains = removal_gains(stack, profile)
+    # a picture that removal makes rougher along the stamp's edges doesn't carry it (a faint stamp's
+    # edges may not have told at first): measure again without it
+    aside = keep & (gains <= 0)
+    if aside.any() and np.median(gains[keep]) >= MIN_GAIN and (keep & ~aside).sum() >= MIN_PICTURES:
+        keep &= ~aside
+        profile = _measure(stack[keep], steps, part(0.6, 1.0))
+        gains = removal_gains(stack, profile)
+    return check_estimate(stack, profile, keep, gains[keep])
+
+
+def _measure(stack, steps, progress):
+    """The profile measured from pictures that all carry it (N x H x W x 3)."""
     weights = repeat_weights(stack)
     grads = median_gradients(stack, weights)
-    keep = carries_watermark(*grads)
-    if keep.sum() >= MIN_PICTURES and not keep.all():
-        stack = stack[keep]
-        weights = repeat_weights(stack)
-        grads = median_gradients(stack, weights)
     support = watermark_support(*grads[2:], witnesses=weights.sum(0))
     del grads
     alpha, color = _refine(stack, weights, support, steps, progress=progress)
     alpha[alpha < 0.01] = 0.0
-    return check_estimate(stack_all, Profile(alpha=alpha.astype(np.float32), color=color.astype(np.float32)), keep)
+    return Profile(alpha=alpha.astype(np.float32), color=color.astype(np.float32))
