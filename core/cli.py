@@ -17,6 +17,7 @@ from tqdm import tqdm
 from . import __version__, imageio
 from .devices import DEVICES, resolve_device
 from .errors import KireiError
+from .jpeg_traces import went_through_jpeg
 from .estimate import estimate_profile, preview
 from .models import DEFAULT_MODEL
 from .pipeline import METHODS, SCALES, Options, check_profile_size, restore_picture
@@ -62,6 +63,9 @@ def build_parser():
     r.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME",
                    help=f"the learned model: {DEFAULT_MODEL} (default, best), kirei-fast (for slow machines), "
                         "or a .safetensors file; `python -m core models` lists them")
+    r.add_argument("--jpeg", choices=JPEG_CHOICES, default="auto",
+                   help="whether the inputs went through JPEG (the model then cleans its blocks and ringing too); "
+                        "auto: a JPEG file, or JPEG's traces in the pixels of another (default auto)")
     r.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICES)} (default auto)")
     r.add_argument("--tile", type=int, default=DEFAULT_TILE, metavar="N",
                    help=f"tile size in input pixels, bounds memory (default {DEFAULT_TILE})")
@@ -96,6 +100,7 @@ def build_parser():
     return p
 
 
+JPEG_CHOICES = {"auto": None, "yes": True, "no": False}  # what --jpeg says of the inputs (None: look)
 PICTURE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 
 
@@ -290,7 +295,10 @@ def _restore_all(plan, profile, method, args):
             use = profile if profile is not None else blind.get(picture.size)
             if use is not None:
                 check_profile_size(use.size, *picture.size, name=path)
-            jpeg = picture.format == "JPEG"  # the model's JPEG body cleans its blocks and ringing
+            said = JPEG_CHOICES[args.jpeg]
+            if said is None and picture.format == "JPEG":
+                said = True
+            jpeg = method == "learned" and went_through_jpeg(picture.pixels, said)
             imageio.save_picture(restore_picture(picture, use, replace(options, jpeg=jpeg)), out)
             written.append(out)
         except KireiError as e:

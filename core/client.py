@@ -42,6 +42,15 @@ WATERMARK_MODES = ("blind", "profile", "none")
 # worker doesn't list its own (GET /v1/health "models")
 MODELS = ("kirei-2", "kirei-fast")
 DEFAULT_IDLE_EXIT = 600
+JPEG_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif")
+
+
+def jpeg_hint(filename):
+    """What a document's file says of its pixels: True for a JPEG file; None (the worker looks at the
+    pixels) for any other or none: a PNG may have been a JPEG once, an .xcf or .kra holds either."""
+    return True if filename and str(filename).lower().endswith(JPEG_EXTENSIONS) else None
+
+
 START_TIMEOUT = 120.0  # a first start imports torch, which can take a while on a cold disk
 POLL_SECONDS = 0.5
 HEALTH_TIMEOUT = 10.0
@@ -433,7 +442,7 @@ class Client(object):
 
     def restore(self, pixels, width, height, channels, dtype, offset=(0, 0), mask=None, mask_dtype="uint8",
                 scale=2, watermark="blind", profile=None, tile=None, progress=None, cancel=None, timeout=None,
-                image_size=None, model=None):
+                image_size=None, model=None, jpeg=None):
         """Restore a region; see docs/protocol.md for the meaning of each field.
 
         pixels: bytes, H x W x C little-endian of dtype ("uint8", "uint16", "float32"), alpha last.
@@ -441,6 +450,7 @@ class Client(object):
         image_size: (width, height) of the whole picture (document, image): a profile of another size
         is refused at once. Required with a profile (the worker reads only the region's part of it).
         model: the learned model's name (one the worker lists in its health answer), or None for its default.
+        jpeg: whether the pixels went through JPEG (jpeg_hint of the document's file), None: the worker looks.
         progress(fraction) is called as the job advances; setting the `cancel` event cancels it.
         Returns a Result; raises a KireiClientError subclass with a message for the user.
         """
@@ -468,6 +478,8 @@ class Client(object):
             header["image_size"] = [int(image_size[0]), int(image_size[1])]
         if model:
             header["model"] = model
+        if jpeg is not None:
+            header["jpeg"] = bool(jpeg)
         body = pack(header, blobs)
         self.connect()
         status, _, data = self._request("POST", "/v1/jobs", body, JOB_TYPE, timeout=max(self.timeout, 60))

@@ -40,6 +40,7 @@ class JobRequest:
     tile: int = None
     image_size: tuple = None  # (width, height) of the whole picture, when the client says (always with a profile)
     model: str = DEFAULT_MODEL  # a shipped model's name, never a path: the worker names what it has
+    jpeg: bool = None  # the pixels went through JPEG, as the client knows it (the document's file); None: look
 
     def decode_profile(self):
         """The part of the watermark profile under the region (a core.profile.Profile), decoded: memory
@@ -102,6 +103,9 @@ def parse_job(body, max_pixels, models=()):
             or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or abs(v) > 1 << 24 for v in offset)):
         raise BadRequest(400, f"'offset' must be [x, y] in whole pixels, got {offset!r}")
     tile = _int(header, "tile", MIN_TILE, MAX_TILE) if "tile" in header else None
+    jpeg = header.get("jpeg")
+    if jpeg is not None and not isinstance(jpeg, bool):
+        raise BadRequest(400, f"'jpeg' must be true or false, got {jpeg!r}")
     image_size = None
     if "image_size" in header:
         image_size = header["image_size"]
@@ -139,7 +143,7 @@ def parse_job(body, max_pixels, models=()):
         _check_profile_header(profile_png, image_size, max_pixels)
     return JobRequest(pixels=pixels.astype(pixels.dtype.newbyteorder("=")), mask=mask, profile_png=profile_png,
                       offset=offset, scale=scale, watermark=watermark, tile=tile, image_size=image_size,
-                      model=model)
+                      model=model, jpeg=jpeg)
 
 
 def _check_pixels(name, width, height, max_pixels):

@@ -33,6 +33,7 @@ from .devices import resolve_device
 from .errors import KireiError
 from .pipeline import METHODS, Options, default_method
 from .estimate import estimate_profile
+from .jpeg_traces import went_through_jpeg
 from .limits import ConnectionCap, Limits, RateLimitedLog
 from .models import DEFAULT_MODEL
 from .profile import profile_png
@@ -151,11 +152,12 @@ class Worker:
                 job.progress, job.state = 1.0, "done"
                 return
             method = default_method(r.model)  # classic when this model's weights are missing or damaged
+            jpeg = method == "learned" and went_through_jpeg(r.pixels, r.jpeg)
             result = restore_region(r.pixels, offset=r.offset, mask=r.mask,
                                     profile=r.decode_profile() if r.watermark == "profile" else None,
                                     options=Options(scale=r.scale, method=method, device=self.device.type,
                                                     tile=r.tile or Options.tile, blind=r.watermark == "blind",
-                                                    model=r.model),
+                                                    model=r.model, jpeg=jpeg),
                                     progress=progress)
             notice = BLIND_NOTICE if r.watermark == "blind" and method == "classic" else None
             job.result = pack_result(result, notice)

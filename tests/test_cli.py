@@ -93,6 +93,28 @@ def test_estimate_says_when_there_is_no_watermark_and_writes_nothing(tmp_path, s
     assert not (tmp_path / "est.png").exists() and not (tmp_path / "est.preview.png").exists()
 
 
+def test_jpeg_inputs_are_known_by_their_file_or_their_pixels(tmp_path):
+    """--jpeg auto: a .jpg file, or a PNG whose pixels went through JPEG, is restored as --jpeg yes
+    restores it (the model's JPEG body); a PNG that never was a JPEG, as --jpeg no."""
+    from core import synth
+    clean = synth.anime_picture(200, 150, seed=4).convert("RGB")
+    clean.save(tmp_path / "clean.png")
+    clean.save(tmp_path / "file.jpg", quality=80)
+    Image.open(tmp_path / "file.jpg").save(tmp_path / "was_jpeg.png")
+    outs = {}
+    for said in ("auto", "yes", "no"):
+        r = run_cli("restore", "--no-dewatermark", "--model", "kirei-fast", "--jpeg", said, "--device", "cpu",
+                    "-o", tmp_path / said, tmp_path / "clean.png", tmp_path / "file.jpg", tmp_path / "was_jpeg.png")
+        assert r.returncode == 0, r.stderr
+        outs[said] = {n: np.asarray(Image.open(tmp_path / said / f"{n}.png")).astype(int)
+                      for n in ("clean", "file", "was_jpeg")}
+    for name in ("clean", "file", "was_jpeg"):
+        assert np.abs(outs["yes"][name] - outs["no"][name]).mean() > 0.2, name  # the two bodies differ
+    np.testing.assert_array_equal(outs["auto"]["clean"], outs["no"]["clean"])
+    np.testing.assert_array_equal(outs["auto"]["file"], outs["yes"]["file"])
+    np.testing.assert_array_equal(outs["auto"]["was_jpeg"], outs["yes"]["was_jpeg"])
+
+
 def test_one_bad_input_fails_alone(tmp_path, inputs):
     (tmp_path / "junk.png").write_bytes(b"no picture here")
     data = inputs[0].read_bytes()

@@ -38,6 +38,9 @@ def _write(folder, seen_as):
          "profile": seen_as + "/profile.png"},
         {"name": "rgb_blind_x2_fast", "bpp": 3, "pixels": seen_as + "/rgb.raw", "scale_index": 1, "mode_index": 0,
          "model_index": 1},
+        # an image opened from a JPEG file: its job says so, and the model's JPEG body runs
+        {"name": "rgb_from_a_jpeg_file_x2", "bpp": 3, "pixels": seen_as + "/rgb.raw", "scale_index": 1,
+         "mode_index": 2, "model_index": 1, "filename": "/pictures/preview.JPG"},
     ]
     with open(os.path.join(folder, "job.json"), "w") as fh:
         json.dump({"width": W, "height": H, "cases": cases}, fh)
@@ -73,14 +76,16 @@ def _check(output, folder, sources, cases):
             x, y, x1, y1 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
             mask = full[y:y1, x:x1]
 
-        def engine(model):
+        def engine(model, jpeg="filename" in case):
             return restore_region(src[y:y1, x:x1], offset=(int(x), int(y)), mask=mask,
                                   profile=profile if case["mode_index"] == 1 else None,
-                                  options=Options(scale=s, blind=case["mode_index"] == 0, model=model))
+                                  options=Options(scale=s, blind=case["mode_index"] == 0, model=model, jpeg=jpeg))
         want = engine(model)
         assert got["sha256"] == hashlib.sha256(want.pixels.tobytes()).hexdigest(), case["name"]
         if model != "kirei-2":  # the chosen model ran, not the default
             assert got["sha256"] != hashlib.sha256(engine("kirei-2").pixels.tobytes()).hexdigest(), case["name"]
+        if "filename" in case:  # the JPEG body ran, not the clean one
+            assert got["sha256"] != hashlib.sha256(engine(model, jpeg=False).pixels.tobytes()).hexdigest()
         assert got["offsets"] == list(want.offset) and got["size"] == [want.pixels.shape[1], want.pixels.shape[0]]
         assert got["layers"][0].startswith("Kirei") and got["layers"][1] == "Background"
         assert got["source_unchanged"] and got["undo_balanced"] and got["image_size"] == [W * s, H * s]

@@ -97,6 +97,25 @@ def test_region_is_the_selection_inside_the_layer():
         read_region(d, small)
 
 
+def test_a_document_from_a_jpeg_file_says_so_in_its_job(monkeypatch):
+    """The job of a document opened from a .jpg carries "jpeg": true (the model's JPEG body); any other
+    file, or none, sends nothing and the worker looks at the pixels."""
+    from kirei import kirei_client
+    from kirei.restore import send
+    d, _ = _doc(16, 12)
+    headers = []
+    monkeypatch.setattr(kirei_client, "pack", lambda header, blobs=(): headers.append(header) or b"")
+    monkeypatch.setattr(kirei_client.Client, "connect", lambda self: None)
+    monkeypatch.setattr(kirei_client.Client, "_request", lambda self, *a, **k: (_ for _ in ()).throw(
+        kirei_client.KireiClientError("sent")))
+    for name in ("/pics/Preview.JPG", "/pics/preview.jpeg", "/pics/preview.png", "/pics/work.kra", ""):
+        d.setFileName(name)
+        with pytest.raises(kirei_client.KireiClientError, match="sent"):
+            send(kirei_client.Client("http://127.0.0.1:9", "t"), read_region(d, d.nodeByName("Background")), 2,
+                 "none", None)
+    assert [h.get("jpeg") for h in headers] == [True, True, None, None, None]
+
+
 def test_restore_adds_a_layer_above_and_leaves_the_source(worker):
     from kirei import kirei_client
     d, rgba = _doc(40, 30)

@@ -1,5 +1,6 @@
 """The worker and its client, for real: a `python -m core serve` process on 127.0.0.1 and the
 standard-library client the plugins carry, over real sockets."""
+import io
 import json
 import os
 import signal
@@ -13,8 +14,10 @@ from urllib.error import HTTPError
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from core import client as kc
+from core import synth
 from core.pipeline import Options
 from core.region import restore_region
 from tests.conftest import ROOT, RunningWorker, picture
@@ -97,6 +100,25 @@ def test_a_job_runs_the_model_it_names(worker):
     assert np.abs(got.astype(int) - default.astype(int)).mean() > 1  # another model: other pixels
 
 
+def test_a_job_says_or_the_worker_sees_whether_its_pixels_went_through_jpeg(worker):
+    """"jpeg": true takes the model's JPEG body, false the clean one; without the field the worker
+    looks at the pixels: a JPEG's get the JPEG body, others the clean one."""
+    clean = np.asarray(synth.anime_picture(200, 150, seed=4).convert("RGB"))
+    buf = io.BytesIO()
+    Image.fromarray(clean).save(buf, "JPEG", quality=80)
+    jpeg = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+    c = worker.client()
+
+    def run(px, said):
+        return _result_array(c.restore(px.tobytes(), 200, 150, 3, "uint8", scale=2, watermark="none",
+                                       model="kirei-fast", jpeg=said))
+
+    for px in (clean, jpeg):
+        as_jpeg, as_clean = run(px, True), run(px, False)
+        assert np.abs(as_jpeg.astype(int) - as_clean.astype(int)).mean() > 0.2  # two bodies, two answers
+        np.testing.assert_array_equal(run(px, None), as_jpeg if px is jpeg else as_clean)
+
+
 @pytest.mark.parametrize("model", ["kirei-x9", "", "core/weights/kirei-fast", "/tmp/kirei-fast.safetensors",
                                    "../weights/kirei-2", 2, None, ["kirei-fast"]])
 def test_only_installed_models_by_name(worker, model):
@@ -156,6 +178,7 @@ MALFORMED = [
     kc.pack({"width": 2, "height": 1, "channels": 1, "dtype": "float32"}, [struct.pack("<2f", 0.5, float("nan"))]),
     kc.pack({"width": 6, "height": 5, "channels": 3, "dtype": "uint8", "protocol": 99}, [b"\x00" * 90]),
     kc.pack({"width": 6, "height": 5, "channels": 3, "dtype": "uint8", "mask_dtype": "uint8"}, [b"\x00" * 90]),
+    kc.pack({"width": 6, "height": 5, "channels": 3, "dtype": "uint8", "jpeg": "yes"}, [b"\x00" * 90]),
 ]
 
 

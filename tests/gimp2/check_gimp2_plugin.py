@@ -37,6 +37,7 @@ def main():
         twin = gimpfu.Layer(image, "twin", w, h, kind)
         twin._data[:] = src._data
         image.layers = [src, twin]
+        image.filename = case.get("filename")
         if case.get("selection"):
             x, y, sw, sh = case["selection"]
             gimpfu.pdb.gimp_image_select_rectangle(image, gimpfu.CHANNEL_OP_REPLACE, x, y, sw, sh)

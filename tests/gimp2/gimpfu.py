@@ -117,6 +117,7 @@ class Image(object):
         self.undo_depth = 0
         self.undo_groups = 0
         self.valid = True  # False once closed
+        self.filename = None  # the file it was opened from or saved to
 
 
 def _fails(what):

@@ -219,7 +219,14 @@ class Document(QObject):
         self._root.addChildNode(Node(self, "Background", "paintlayer", model, depth), None)
         self._active: Optional[Node] = None
         self._modified = False
+        self._file = ""
         self.closed = False
+
+    def fileName(self) -> str:  # noqa: N802
+        return self._file
+
+    def setFileName(self, name: str) -> None:  # noqa: N802
+        self._file = name
 
     def width(self) -> int:
         return self._w

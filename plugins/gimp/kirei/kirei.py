@@ -144,11 +144,14 @@ class Job(object):
             image_rect = Gegl.Rectangle.new(lx + rx, ly + ry, self.width, self.height)
             self.mask = bytes(image.get_selection().get_buffer().get(image_rect, 1.0, "Y u8", Gegl.AbyssPolicy.NONE))
         self.size = (image.get_width(), image.get_height())
+        source = image.get_file()  # the file it was opened from (a Gio.File), or None for a new image
+        self.jpeg = kirei_client.jpeg_hint(source.get_path() if source is not None else None)
 
     def send(self, client, scale, mode, profile, progress=None, cancel=None, model=None):
         """The worker's part: may run on any thread, touches nothing of GIMP's."""
         return restore(client, self.pixels, self.width, self.height, self.channels, self.dtype, self.offset,
-                       self.mask, scale, mode, profile, self.size, progress=progress, cancel=cancel, model=model)
+                       self.mask, scale, mode, profile, self.size, progress=progress, cancel=cancel, model=model,
+                       jpeg=self.jpeg)
 
 
 def _layer_there(image, drawable):

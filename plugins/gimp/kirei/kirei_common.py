@@ -63,15 +63,16 @@ def region(layer_x, layer_y, layer_w, layer_h, selection=None):
 
 
 def restore(client, pixels, width, height, channels, dtype, offset, mask, scale, mode, profile, image_size,
-            progress=None, cancel=None, model=None):
+            progress=None, cancel=None, model=None, jpeg=None):
     """Send a region to the worker (image_size: the whole image's, against which the worker checks the
-    profile; model: the learned model's name, None for the worker's default); the client's errors
-    become PluginErrors with their message."""
+    profile; model: the learned model's name, None for the worker's default; jpeg: what the image's
+    file says of its pixels, kirei_client.jpeg_hint); the client's errors become PluginErrors with
+    their message."""
     from kirei_client import Cancelled as ClientCancelled, KireiClientError
     try:
         return client.restore(pixels, width, height, channels, dtype, offset=offset, mask=mask, scale=scale,
                               watermark=mode, profile=profile if mode == "profile" else None,
-                              image_size=image_size, progress=progress, cancel=cancel, model=model)
+                              image_size=image_size, progress=progress, cancel=cancel, model=model, jpeg=jpeg)
     except ClientCancelled:
         raise Cancelled("Cancelled" + UNCHANGED)
     except KireiClientError as e:

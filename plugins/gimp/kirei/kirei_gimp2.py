@@ -76,7 +76,7 @@ def kirei_restore(image, drawable, scale_index=SCALES.index(DEFAULT_SCALE), mode
         gimp.progress_init("Kirei: restoring...")
         result = restore(kirei_client.Client.from_environment(), pixels, rw, rh, channels, "uint8",
                          (lx + rx, ly + ry), mask, scale, mode, profile, size_then, progress=gimp.progress_update,
-                         model=model)
+                         model=model, jpeg=kirei_client.jpeg_hint(image.filename))
         _apply(image, drawable, size_then, (lx + rx, ly + ry, rw, rh), result, scale, mode, channels)
     except PluginError as e:
         gimp.message("Kirei: %s" % e)

@@ -9,7 +9,7 @@ failed or cancelled run leaves the document as it was. Only the GUI thread may c
 """
 from krita import Krita
 
-from .kirei_client import layer_name, what_changed
+from .kirei_client import jpeg_hint, layer_name, what_changed
 from .pixels import DEPTHS, MODELS, from_worker, to_worker
 
 
@@ -21,11 +21,12 @@ UNCHANGED = ": the document is unchanged."
 
 
 class Region(object):
-    def __init__(self, x, y, width, height, pixels, dtype, channels, mask, model, depth, canvas):
+    def __init__(self, x, y, width, height, pixels, dtype, channels, mask, model, depth, canvas, jpeg=None):
         self.x, self.y, self.width, self.height = x, y, width, height
         self.pixels, self.dtype, self.channels, self.mask = pixels, dtype, channels, mask
         self.model, self.depth = model, depth
         self.canvas = canvas  # the document's (width, height) when the region was read
+        self.jpeg = jpeg  # what the document's file says of the pixels (kirei_client.jpeg_hint)
 
 
 def check_target(doc, node):
@@ -77,7 +78,7 @@ def read_region(doc, node):
         if not any(bytearray(mask)):
             raise KireiError("The selection doesn't cover any of this layer.")
     return Region(x, y, w, h, pixels, dtype, channels, mask, node.colorModel(), node.colorDepth(),
-                  (doc.width(), doc.height()))
+                  (doc.width(), doc.height()), jpeg_hint(doc.fileName()))
 
 
 def _in_document(doc, node):
@@ -176,4 +177,4 @@ def send(client, region, scale, watermark, profile, progress=None, cancel=None, 
     return client.restore(region.pixels, region.width, region.height, region.channels, region.dtype,
                           offset=(region.x, region.y), mask=region.mask, scale=scale, watermark=watermark,
                           profile=profile, image_size=region.canvas, progress=progress, cancel=cancel,
-                          model=model)
+                          model=model, jpeg=region.jpeg)
