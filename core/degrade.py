@@ -6,7 +6,7 @@ anime-style pictures with transparency (../shared/data/train_anime, shown on whi
 rendered at random sizes (../shared/data/train_svg), composed scenes (a sprite over a
 background, core/scenes.py) and the project's own procedural anime pictures (core/synth.py);
 sources that aren't there leave their share to the others. Every sample comes in one of three modes, as
-users run the model: with a known profile (jittered, as an estimate would be), blind (the
+users run the model: with a known profile (as `estimate` measures it, errors and all, or exact), blind (the
 network finds the stamp itself; sometimes there is none), or upscale-only (no watermark).
 """
 import csv
@@ -20,7 +20,7 @@ from PIL import Image
 
 from .scenes import Sprite, SvgPool, log_uniform, on_white, scene_crop
 from .synth import anime_picture
-from .watermarks import jitter_profile, random_watermark
+from .watermarks import measured_profile, random_watermark
 
 # the scorer's and most studios' previews are bicubic reductions: that filter comes most often
 DOWNSCALE_FILTERS = ((Image.BICUBIC, 0.5), (Image.LANCZOS, 0.15), (Image.BOX, 0.15),
@@ -206,7 +206,9 @@ class PairMaker:
         Image.fromarray(u8).save(buf, "JPEG", quality=q, subsampling=2 if self.rng.random() < 0.5 else 0)
         return np.asarray(Image.open(buf).convert("RGB"))
 
-    def sample(self, mode=None, jitter=True, jpeg=None):
+    def sample(self, mode=None, measured=None, jpeg=None):
+        """One Sample. measured: the profile given is as `estimate` measures it (True), exact
+        (False), or either (None: measured 70% of the time)."""
         rng, p = self.rng, self.patch
         mode = mode or MODES[int(rng.choice(len(MODES), p=MODE_WEIGHTS))]
         hr = self._hr_crop()
@@ -221,7 +223,9 @@ class PairMaker:
         if jpeg:
             stamped = self._jpeg(stamped)
         if mode == "profile":
-            given = jitter_profile(alpha, colour, rng) if jitter and rng.random() < 0.7 else (alpha, colour)
+            measured = rng.random() < 0.7 if measured is None else measured
+            other = self._downscale(self._hr_crop()).astype(np.float32).mean(-1) / 255.0  # its edges leak in
+            given = measured_profile(alpha, colour, rng, other) if measured else (alpha, colour)
         else:
             given = (zero_a, zero_c)
         return Sample(stamped.astype(np.float32) / 255.0, given[0], given[1], 0.0 if mode == "blind" else 1.0,

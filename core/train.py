@@ -246,34 +246,47 @@ def psnr_y(out, truth, mask=None, shave=4):
     return float((10 * torch.log10(255.0 ** 2 / per.clamp(min=1e-10))).mean())
 
 
-def make_validation(pictures, seed, scale, n=64, patch=96):
-    """Held-out samples with their true profile: half as PNG, half through JPEG."""
+def make_validation(pictures, seed, scale, n=96, patch=96):
+    """Held-out samples: half given their true profile, half the profile as `estimate` would
+    measure it; in each half, every other sample through JPEG."""
     maker = PairMaker(pictures, np.random.default_rng(seed), scale=scale, patch=patch, synth_share=0.25,
                       synth_pool=8, stamp_pool=16, stamp_canvas=192)
-    samples = [maker.sample(mode="profile", jitter=False, jpeg=i >= n // 2) for i in range(n)]
-    return maker.batch(samples=samples)
+    samples = [maker.sample(mode="profile", measured=i >= n // 2, jpeg=i % 2 == 1) for i in range(n)]
+    batch = maker.batch(samples=samples)
+    batch["measured"] = np.arange(n) >= n // 2
+    return batch
 
 
 @torch.no_grad()
 def validate(model, val, device, stage):
     """PSNR-Y of the x1 result (the front-end) against the clean small picture, and in the joint
-    stage of the x2 result against the truth, for clean input, the true profile (PNG and JPEG
-    input) and blind; "inverted" is exact inversion alone, what the front-end must beat."""
+    stage of the x2 result against the truth: clean input; the true profile (PNG and JPEG input);
+    a measured profile (PNG and JPEG, also under the stamp alone: "_in"); blind. "inverted" is
+    exact inversion with the same profile, what the front-end must beat."""
     model.eval()
     b = _to_device(val, device)
-    png, jpg = ~b["jpeg"], b["jpeg"]
-    cases = {"clean": ("none", b["clean"], png), "profile": ("profile", b["stamped"], png),
-             "jpeg": ("profile", b["stamped"], jpg), "blind": ("blind", b["stamped"], png)}
+    jpg, measured = b["jpeg"], b["measured"]
+    png, exact = ~jpg, ~measured
+    cases = {"clean": ("none", b["clean"], png & exact), "profile": ("profile", b["stamped"], png & exact),
+             "jpeg": ("profile", b["stamped"], jpg & exact), "measured": ("profile", b["stamped"], png & measured),
+             "measured_jpeg": ("profile", b["stamped"], jpg & measured), "blind": ("blind", b["stamped"], png & exact)}
+    under = b["alpha"][:, 0] > 0.01
+    inverted = invert(b["stamped"], b["profile_alpha"], b["profile_colour"])
     res = {}
     for name, (mode, x, which) in cases.items():
         for scale in ((1, 2) if stage == "joint" else (1,)):
-            outs = [model(x[which][i:i + 8], b["alpha"][which][i:i + 8], b["colour"][which][i:i + 8], mode=mode,
-                          scale=scale, jpeg=name == "jpeg")[0] for i in range(0, int(which.sum()), 8)]
+            outs = torch.cat([model(x[which][i:i + 8], b["profile_alpha"][which][i:i + 8],
+                                    b["profile_colour"][which][i:i + 8], mode=mode, scale=scale,
+                                    jpeg=bool(jpg[which][0]))[0] for i in range(0, int(which.sum()), 8)])
             truth = (b["clean"] if scale == 1 else b["truth"])[which]
-            res[f"{name}_x{scale}"] = round(psnr_y(torch.cat(outs), truth, shave=4 // (3 - scale)), 3)
-    inverted = invert(b["stamped"], b["alpha"], b["colour"])
-    res["inverted_x1"] = round(psnr_y(inverted[png], b["clean"][png], shave=2), 3)
-    res["inverted_jpeg_x1"] = round(psnr_y(inverted[jpg], b["clean"][jpg], shave=2), 3)
+            res[f"{name}_x{scale}"] = round(psnr_y(outs, truth, shave=4 // (3 - scale)), 3)
+            if name.startswith("measured") and scale == 1:
+                res[f"{name}_in_x1"] = round(psnr_y(outs, truth, under[which].double(), shave=2), 3)
+        if mode == "profile":
+            res[f"inverted_{name}_x1"] = round(psnr_y(inverted[which], b["clean"][which], shave=2), 3)
+            if name.startswith("measured"):
+                res[f"inverted_{name}_in_x1"] = round(psnr_y(inverted[which], b["clean"][which],
+                                                             under[which].double(), shave=2), 3)
     model.train()
     return res
 

@@ -61,7 +61,8 @@ def test_the_front_stage_resumes_logs_validates_and_leaves_the_body_alone(front_
     vals = [x["validation"] for x in lines if "validation" in x]
     assert [(v["stage"], v["step"]) for v in vals] == [("front", 2), ("front", 4)]
     for v in vals:  # the front stage validates at low resolution only
-        assert {"clean_x1", "profile_x1", "jpeg_x1", "blind_x1", "inverted_x1"} <= set(v)
+        assert {"clean_x1", "profile_x1", "jpeg_x1", "measured_x1", "measured_jpeg_x1", "measured_in_x1", "blind_x1",
+                "inverted_profile_x1", "inverted_measured_x1", "inverted_measured_in_x1"} <= set(v)
         assert not any(k.endswith("_x2") for k in v) and all(np.isfinite(v[k]) for k in v if k.endswith("_x1"))
     assert all(np.isfinite(x["pixel"]) and x["pixel"] > 0 for x in lines if "pixel" in x)
     start, now = weights_io.load_model(INIT).state_dict(), model_state(out)
