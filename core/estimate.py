@@ -184,7 +184,7 @@ def _neighbour_pairs(support):
     return torch.from_numpy(np.concatenate(pairs, axis=1))
 
 
-SMOOTH_A, SMOOTH_W, SPARSE = 0.02, 0.01, 0.002
+SMOOTH_A, SMOOTH_W, SPARSE = 0.04, 0.03, 0.004
 
 
 def _objective(jp, jq, ap, aq, wp, wq, weight):
