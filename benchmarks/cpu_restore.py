@@ -2,7 +2,8 @@
 """CPU speed and memory of `restore` for each shipped model, side by side with bicubic and the
 waifu2x peers, in one run.
 
-    .venv/bin/python benchmarks/cpu_restore.py [--repeat 3] [--threads 2] [--memory-size 4000 | --no-memory]
+    .venv/bin/python benchmarks/cpu_restore.py [--repeat 3] [--threads 2] [--no-speed]
+                                               [--memory-size 4000] [--memory-modes upscale,blind | --no-memory]
                                                [--json out.json]
 
 Speed: wall time to restore the 14 evaluation pictures (233x330, stamped) at x2, in-process,
@@ -12,8 +13,9 @@ CUNet (../shared/peers, whole picture as one tile), all with the same torch thre
 Each method runs once per round, --repeat rounds, and keeps its best round: these machines are
 shared, and interleaving lets a change of load hit every method alike. Ratios are what to
 compare; the targets are kirei-2 (profile) / CUNet <= 1.15 and kirei-fast (profile) / upconv_7 <= 1.1.
-Memory: peak RSS of a `python -m core restore --scale 2 --no-dewatermark --model M` process
-(the same thread count) on a --memory-size square picture (4000x4000 by default), one process per model.
+Memory: peak RSS of a `python -m core restore --scale 2 --model M` process (the same thread
+count) on a --memory-size square picture (4000x4000 by default), one process per model and mode:
+upscale only (--no-dewatermark) and blind (the default mode: the matte head runs too).
 """
 import argparse
 import glob
@@ -88,14 +90,15 @@ def interleaved_best(runs, rounds):
     return {name: min(ts) for name, ts in times.items()}, times
 
 
-def peak_rss_of_restore(picture, model, threads, scale=2):
-    """(peak RSS in GiB, seconds) of one `core restore` process, read from its own rusage (wait4),
-    so one model's figure is not another's."""
+def peak_rss_of_restore(picture, model, threads, blind, scale=2):
+    """(peak RSS in GiB, seconds) of one `core restore` process (blind: the default mode, the matte
+    head too; else --no-dewatermark), read from its own rusage (wait4), so one run's figure is not another's."""
     with tempfile.TemporaryDirectory() as out, tempfile.TemporaryFile() as err:
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
         t = time.perf_counter()
-        p = subprocess.Popen([sys.executable, "-m", "core", "restore", "--scale", str(scale), "--no-dewatermark",
-                              "--model", model, "--device", "cpu", "-o", out, picture],
+        p = subprocess.Popen([sys.executable, "-m", "core", "restore", "--scale", str(scale)]
+                             + ([] if blind else ["--no-dewatermark"])
+                             + ["--model", model, "--device", "cpu", "-o", out, picture],
                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
         _, status, usage = os.wait4(p.pid, 0)
         dt = time.perf_counter() - t
@@ -107,16 +110,20 @@ def peak_rss_of_restore(picture, model, threads, scale=2):
     return usage.ru_maxrss / 2 ** 20, dt  # ru_maxrss is in KiB on Linux
 
 
-def memory(size, threads):
-    """{model: {"peak_rss_gib", "seconds"}} on a size x size picture (smooth noise)."""
+MEMORY_MODES = {"upscale": False, "blind": True}  # --no-dewatermark, and the default mode
+
+
+def memory(size, threads, modes=tuple(MEMORY_MODES)):
+    """{"model mode": {"peak_rss_gib", "seconds"}} on a size x size picture (smooth noise)."""
     with tempfile.TemporaryDirectory() as tmp:
         big = np.random.default_rng(0).integers(0, 256, (max(size // 8, 1), max(size // 8, 1), 3), dtype=np.uint8)
         path = os.path.join(tmp, "big.png")
         Image.fromarray(big).resize((size, size), Image.BICUBIC).save(path)
         figures = {}
         for m in MODELS:
-            rss, dt = peak_rss_of_restore(path, m, threads)
-            figures[m] = {"peak_rss_gib": rss, "seconds": dt}
+            for mode in modes:
+                rss, dt = peak_rss_of_restore(path, m, threads, MEMORY_MODES[mode])
+                figures[f"{m} {mode}"] = {"peak_rss_gib": rss, "seconds": dt}
     return figures
 
 
@@ -127,19 +134,42 @@ def main():
     ap.add_argument("--memory-size", type=int, default=4000, metavar="N",
                     help="side of the square picture for the memory figure (default 4000)")
     ap.add_argument("--no-memory", action="store_true", help="skip the memory figure")
+    ap.add_argument("--memory-modes", default=",".join(MEMORY_MODES),
+                    help=f"modes whose memory is measured, of {', '.join(MEMORY_MODES)} (default all)")
+    ap.add_argument("--no-speed", action="store_true", help="skip the speed figures")
     ap.add_argument("--json", help="write all figures here")
     a = ap.parse_args()
     if a.repeat < 1 or a.threads < 1 or a.memory_size < 16:
         ap.error("--repeat and --threads must be at least 1, --memory-size at least 16")
+    modes = tuple(m for m in a.memory_modes.split(",") if m)
+    if not modes or set(modes) - set(MEMORY_MODES):
+        ap.error(f"--memory-modes takes {', '.join(MEMORY_MODES)}, got {a.memory_modes!r}")
     torch.set_num_threads(a.threads)
+    figures = {"threads": a.threads}
+    if not a.no_speed:
+        figures.update(speed(a.repeat))
+    if not a.no_memory:
+        mem = memory(a.memory_size, a.threads, modes)
+        for run, f in mem.items():
+            model, mode = run.split()
+            print(f"peak RSS of `core restore --scale 2{' --no-dewatermark' if mode == 'upscale' else ''} "
+                  f"--model {model}` on {a.memory_size}x{a.memory_size}: {f['peak_rss_gib']:.2f} GiB "
+                  f"({f['seconds']:.1f} s)")
+        figures["memory"] = {"size": a.memory_size, "runs": mem}
+    if a.json:
+        with open(a.json, "w") as fh:
+            json.dump(figures, fh, indent=1)
+
+
+def speed(repeat):
+    """Times every method (interleaved rounds), prints them with their ratios; returns the figures."""
     pics, profile = eval_pictures()
     if not pics:
         raise SystemExit(f"no evaluation pictures in {os.path.join(SHARED, 'data', 'eval')}")
-    best, rounds = interleaved_best(methods(pics, profile), a.repeat)
-
+    best, rounds = interleaved_best(methods(pics, profile), repeat)
     h, w = pics[0].shape[:2]
-    print(f"{len(pics)} pictures {w}x{h} -> {2 * w}x{2 * h}, {a.threads} torch threads, "
-          f"best of {a.repeat} interleaved rounds")
+    print(f"{len(pics)} pictures {w}x{h} -> {2 * w}x{2 * h}, {torch.get_num_threads()} torch threads, "
+          f"best of {repeat} interleaved rounds")
     refs = [r for r in ("waifu2x CUNet", "waifu2x upconv_7") if r in best]
     print(f"{'method':30s} {'seconds':>8s} " + " ".join(f"{'/' + r.split()[-1]:>9s}" for r in refs)
           + f" {'/bicubic':>9s}")
@@ -153,19 +183,8 @@ def main():
             print(f"ratio {ours} / {peer}: {r:.3f} (target <= {target}: {'met' if r <= target else 'NOT met'})")
         else:
             print(f"ratio {ours} / {peer}: peer not found in {os.path.join(SHARED, 'peers')}")
-
-    mem = None
-    if not a.no_memory:
-        mem = memory(a.memory_size, a.threads)
-        for m, f in mem.items():
-            print(f"peak RSS of `core restore --scale 2 --no-dewatermark --model {m}` on "
-                  f"{a.memory_size}x{a.memory_size}: {f['peak_rss_gib']:.2f} GiB ({f['seconds']:.1f} s)")
-    if a.json:
-        with open(a.json, "w") as fh:
-            json.dump({"pictures": len(pics), "size": [w, h], "threads": a.threads, "rounds": a.repeat,
-                       "seconds": best, "seconds_per_round": rounds, "ratios": ratios,
-                       "targets": {f"{o} / {p}": t for o, p, t in TARGETS},
-                       "memory": mem and {"size": a.memory_size, "models": mem}}, fh, indent=1)
+    return {"pictures": len(pics), "size": [w, h], "rounds": repeat, "seconds": best, "seconds_per_round": rounds,
+            "ratios": ratios, "targets": {f"{o} / {p}": t for o, p, t in TARGETS}}
 
 
 if __name__ == "__main__":
