@@ -17,8 +17,10 @@ import scipy.fft
 import scipy.ndimage as ndi
 import torch
 
+from . import deblock
 from .blend import invert, stamp
 from .errors import KireiError
+from .jpeg_traces import looks_like_jpeg
 from .profile import Profile
 
 MIN_PICTURES = 2
@@ -364,10 +366,12 @@ def preview(profile, square=8):
     return stamp(np.repeat(board[..., None], 3, -1), profile.alpha, profile.color)
 
 
-def estimate_profile(pictures, steps=800, progress=None):
+def estimate_profile(pictures, steps=800, progress=None, jpeg=None, device="cpu"):
     """The Estimate (profile, which pictures carry it, checks) from RGB float32 pictures (H x W x 3, one size).
 
-    progress, if given, is called with the fraction done.
+    jpeg: whether the pictures went through JPEG (None: JPEG's traces in the first two decide);
+    JPEGs are measured after their blocks and ringing are cleaned (core/deblock.py), when the
+    model that does it is installed. progress, if given, is called with the fraction done.
     """
     if len(pictures) < MIN_PICTURES:
         raise KireiError(f"estimating a watermark needs at least {MIN_PICTURES} pictures that carry it, "
@@ -376,20 +380,27 @@ def estimate_profile(pictures, steps=800, progress=None):
     if len(shapes) != 1:
         raise KireiError("the pictures to estimate from must all have the same size, got "
                          + ", ".join(f"{w}x{h}" for h, w in sorted(shapes)))
-    stack = np.stack([p[..., :3] for p in pictures]).astype(np.float32)
+    part = (lambda lo, hi: (lambda f: progress(lo + (hi - lo) * f))) if progress else (lambda lo, hi: None)
+    pictures = [p[..., :3] for p in pictures]
+    if jpeg is None:
+        jpeg = all(looks_like_jpeg(p) for p in pictures[:2])
+    start = 0.0
+    if jpeg and deblock.available():
+        start = 0.4
+        pictures = deblock.deblocked(pictures, device, part(0.0, start))
+    stack = np.stack(pictures).astype(np.float32)
     weights = repeat_weights(stack)
     keep = carries_watermark(*median_gradients(stack, weights))
     if keep.sum() < MIN_PICTURES:
         keep[:] = True
-    part = (lambda lo, hi: (lambda f: progress(lo + (hi - lo) * f))) if progress else (lambda lo, hi: None)
-    profile = _measure(stack[keep], steps, part(0.0, 0.6))
+    profile = _measure(stack[keep], steps, part(start, start + 0.6 * (1 - start)))
     gains = removal_gains(stack, profile)
     # a picture that removal makes rougher along the stamp's edges doesn't carry it (a faint stamp's
     # edges may not have told at first): measure again without it
     aside = keep & (gains <= 0)
     if aside.any() and np.median(gains[keep]) >= MIN_GAIN and (keep & ~aside).sum() >= MIN_PICTURES:
         keep &= ~aside
-        profile = _measure(stack[keep], steps, part(0.6, 1.0))
+        profile = _measure(stack[keep], steps, part(start + 0.6 * (1 - start), 1.0))
         gains = removal_gains(stack, profile)
     return check_estimate(stack, profile, keep, gains[keep])
 

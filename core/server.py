@@ -140,7 +140,7 @@ class Worker:
         try:
             progress(0.0)
             if isinstance(r, EstimateRequest):
-                found = estimate_profile(r.pictures, progress=progress)
+                found = estimate_profile(r.pictures, progress=progress, device=self.device.type)
                 if not found.usable:  # the plugin falls back to blind removal
                     job.fallback = "blind"
                     line = found.summary()
