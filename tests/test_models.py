@@ -320,3 +320,24 @@ def test_a_region_restores_as_it_does_inside_the_whole_picture(scene, name):
     else:  # kirei-2: squeeze-excitation sees less of the picture; as good, and close
         assert psnr(got, whole[cut]) > 45  # measured: 57.3 dB
         assert abs(psnr(got, truth[cut]) - psnr(whole[cut], truth[cut])) < 0.1  # measured: 0.03 dB
+
+
+def test_an_untrained_front_end_is_exact_inversion_and_still_learns():
+    """A zero last layer adds nothing: at run time the repair net is skipped and the answer is the
+    same; in training it runs, so the zero layer gets a gradient and can learn."""
+    from core.models.frontend import FrontEnd, invert
+    torch.manual_seed(0)
+    front = FrontEnd(channels=8)
+    j, a, w = torch.rand(1, 3, 24, 20), 0.5 * torch.rand(1, 1, 24, 20), torch.rand(1, 3, 24, 20)
+    assert not front.repairs()
+    front.eval()
+    torch.testing.assert_close(front(j, a, w), invert(j, a, w), rtol=0, atol=0)
+    front.train()
+    out = front(j, a, w)
+    torch.testing.assert_close(out, invert(j, a, w), rtol=0, atol=0)
+    out.sum().backward()
+    assert front.tail.weight.grad is not None and front.tail.weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        front.tail.bias.fill_(0.01)
+    front.eval()
+    assert front.repairs() and not torch.equal(front(j, a, w), invert(j, a, w))
