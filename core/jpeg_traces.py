@@ -10,6 +10,8 @@ region (it is the source file's origin), so every phase is tried.
 import numpy as np
 import scipy.fft
 
+from .blend import luma
+
 # low frequencies: coarsely quantised at the qualities previews use, and non-zero in most blocks
 FREQUENCIES = ((0, 1), (1, 0), (1, 1), (0, 2), (2, 0), (1, 2), (2, 1), (2, 2), (0, 3), (3, 0))
 STEPS = np.arange(3, 48)  # quantisation steps looked for (quality ~95 has steps of 2-3: JPEG's traces are mild there)
@@ -70,7 +72,7 @@ def jpeg_score(pixels):
         x = x.astype(np.float32) / np.iinfo(x.dtype).max
     x = x.astype(np.float32) * 255.0
     if x.ndim == 3:  # JPEG's luma (JFIF weights); grey pictures are their own
-        x = x[..., 0] if x.shape[2] < 3 else x[..., :3] @ np.float32([0.299, 0.587, 0.114])
+        x = x[..., 0] if x.shape[2] < 3 else luma(x[..., :3])
     top, left = _busiest_window(x)
     y = x[top:top + SAMPLE + 7, left:left + SAMPLE + 7] - 128.0
     best = 0.0

@@ -106,8 +106,10 @@ def test_a_document_from_a_jpeg_file_says_so_in_its_job(monkeypatch):
     headers = []
     monkeypatch.setattr(kirei_client, "pack", lambda header, blobs=(): headers.append(header) or b"")
     monkeypatch.setattr(kirei_client.Client, "connect", lambda self: None)
-    monkeypatch.setattr(kirei_client.Client, "_request", lambda self, *a, **k: (_ for _ in ()).throw(
-        kirei_client.KireiClientError("sent")))
+
+    def sent(self, *args, **kwargs):  # the job went out: no worker needed to see its header
+        raise kirei_client.KireiClientError("sent")
+    monkeypatch.setattr(kirei_client.Client, "_request", sent)
     for name in ("/pics/Preview.JPG", "/pics/preview.jpeg", "/pics/preview.png", "/pics/work.kra", ""):
         d.setFileName(name)
         with pytest.raises(kirei_client.KireiClientError, match="sent"):
