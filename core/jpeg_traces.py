@@ -20,7 +20,7 @@ MIN_COEFFICIENT = 2.0  # smaller ones sit at 0, a multiple of every step: they t
 MIN_TEETH, TOOTH = 4, 3  # a comb needs this many multiples of its step holding this many coefficients each
 MIN_COUNT = 64  # coefficients a frequency needs to count: fewer, and chance combs score high
 THRESHOLD = 3.5  # z-score; pictures that never went through JPEG stay below ~2.7
-SAMPLE = 256  # side of the centred square examined: enough blocks, bounded time on any picture
+SAMPLE = 256  # side of the square examined (the most detailed one): enough blocks, bounded time on any picture
 
 
 def _comb_score(coefficients):
@@ -71,7 +71,7 @@ def jpeg_score(pixels):
     if x.dtype.kind in "ui":
         x = x.astype(np.float32) / np.iinfo(x.dtype).max
     x = x.astype(np.float32) * 255.0
-    if x.ndim == 3:  # JPEG's luma (JFIF weights); grey pictures are their own
+    if x.ndim == 3:  # luma, as JPEG codes it (BT.601 weights); grey pictures are their own
         x = x[..., 0] if x.shape[2] < 3 else luma(x[..., :3])
     top, left = _busiest_window(x)
     y = x[top:top + SAMPLE + 7, left:left + SAMPLE + 7] - 128.0
