@@ -1,15 +1,28 @@
-"""Stubs of Krita's Python API (the `krita` module of Krita 5.1 and 5.2), for unit tests without Krita.
+"""Stubs of Krita's Python API (the `krita` module of Krita 5.x on PyQt5, or of Krita 6 on PyQt6),
+for unit tests without Krita.
 
 Same class and method names, arguments and return types as libkis, for the parts Kirei uses,
 backed by plain bytes: a node's pixels are a buffer in Krita's own layout (B,G,R,A for integer
 RGBA, R,G,B,A for float, Gray,Alpha for GRAYA), document-sized at first and grown by writes
 outside it, as Krita's paint devices hold pixels outside the canvas. Real Krita runs the
 integration tests (tests/test_krita.py); these only let the plugin be imported and exercised.
-"""
-from typing import Callable, Dict, List, Optional
 
-from PyQt5.QtCore import QObject, QRect, pyqtSignal
-from PyQt5.QtWidgets import QAction, QDockWidget, QMainWindow
+KIREI_QT=6 builds them on PyQt6, as Krita 6 is (unset or 5: PyQt5, as Krita 5 is).
+"""
+import enum
+import os
+from typing import Dict, List, Optional
+
+QT = os.environ.get("KIREI_QT", "5")
+if QT == "6":
+    from PyQt6.QtCore import QObject, QRect, pyqtSignal
+    from PyQt6.QtGui import QAction
+    from PyQt6.QtWidgets import QDockWidget, QMainWindow
+elif QT == "5":
+    from PyQt5.QtCore import QObject, QRect, pyqtSignal
+    from PyQt5.QtWidgets import QAction, QDockWidget, QMainWindow
+else:
+    raise ImportError("KIREI_QT must be 5 or 6, not %r" % QT)
 
 _CHANNEL_BYTES = {"U8": 1, "U16": 2, "F16": 2, "F32": 4}
 _CHANNELS = {"RGBA": 4, "GRAYA": 2, "CMYKA": 5, "LABA": 4, "XYZA": 4, "YCbCrA": 4}
@@ -328,7 +341,13 @@ class Document(QObject):
 
 
 class DockWidgetFactoryBase:
-    DockTornOff, DockTop, DockBottom, DockRight, DockLeft, DockMinimized = range(6)
+    class DockPosition(enum.IntEnum):
+        DockTornOff, DockTop, DockBottom, DockRight, DockLeft, DockMinimized = range(6)
+
+
+if QT == "5":  # PyQt5's enums are class attributes too; PyQt6's only the scoped ones
+    for _p in DockWidgetFactoryBase.DockPosition:
+        setattr(DockWidgetFactoryBase, _p.name, _p)
 
 
 class DockWidget(QDockWidget):
@@ -337,7 +356,9 @@ class DockWidget(QDockWidget):
 
 
 class DockWidgetFactory:
-    def __init__(self, id: str, position: int, cls: type) -> None:  # noqa: A002
+    def __init__(self, id: str, position: DockWidgetFactoryBase.DockPosition, cls: type) -> None:  # noqa: A002
+        if QT == "6" and not isinstance(position, DockWidgetFactoryBase.DockPosition):
+            raise TypeError("DockWidgetFactory(): argument 2 has unexpected type '%s'" % type(position).__name__)
         self.id, self.position, self.cls = id, position, cls
 
 
@@ -392,7 +413,7 @@ class Krita(QObject):
         return cls._instance
 
     def version(self) -> str:
-        return "5.2.0 (stub)"
+        return "6.0.0 (stub)" if QT == "6" else "5.2.0 (stub)"
 
     def createDocument(self, w: int, h: int, name: str, model: str, depth: str, profile: str,  # noqa: N802
                        res: float) -> Document:
