@@ -13,4 +13,4 @@ if Krita is not None and Krita.instance() is not None:
     _app = Krita.instance()
     KireiDocker.controller = KireiExtension.controller = Controller()
     _app.addExtension(KireiExtension(_app))
-    _app.addDockWidgetFactory(DockWidgetFactory(DOCKER_ID, DockWidgetFactoryBase.DockRight, KireiDocker))
+    _app.addDockWidgetFactory(DockWidgetFactory(DOCKER_ID, DockWidgetFactoryBase.DockPosition.DockRight, KireiDocker))

@@ -8,12 +8,11 @@ import threading
 import time
 
 from krita import Krita
-from PyQt5.QtCore import QObject, pyqtSignal
-from PyQt5.QtGui import QImage
 
 from . import kirei_client as kc
-from .pixels import to_worker
 from .kirei_client import layer_name
+from .pixels import to_worker
+from .qt import QImage, QObject, pyqtSignal
 from .restore import KireiError, apply_result, read_region, send
 
 SETTINGS_GROUP = "kirei"
@@ -238,9 +237,9 @@ def pictures_from_folder(folder):
         img = QImage(os.path.join(folder, name))
         if img.isNull():
             continue
-        img = img.convertToFormat(QImage.Format_RGBA8888)
+        img = img.convertToFormat(QImage.Format.Format_RGBA8888)
         ptr = img.constBits()
-        ptr.setsize(img.byteCount())
+        ptr.setsize(img.sizeInBytes())
         row = img.width() * 4
         data = bytes(ptr)
         if img.bytesPerLine() != row:  # drop the scanlines' padding

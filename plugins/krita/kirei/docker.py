@@ -2,11 +2,10 @@
 import os
 
 from krita import DockWidget, Krita
-from PyQt5.QtCore import pyqtSlot
-from PyQt5.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QMenu,
-                             QProgressBar, QPushButton, QToolButton, QVBoxLayout, QWidget)
 
 from .controller import MODES, PICTURE_FILTER, offered_models, pictures_from_documents, pictures_from_folder
+from .qt import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QMenu, QProgressBar, QPushButton,
+                 QToolButton, QVBoxLayout, QWidget, pyqtSlot)
 
 DOCKER_ID = "kirei_docker"
 MODE_LABELS = {"blind": "Remove it (blind)", "profile": "Remove it with a profile", "none": "Don't remove (upscale only)"}
