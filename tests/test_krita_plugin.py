@@ -1,7 +1,14 @@
 """The Krita plugin without Krita: its logic and its docker on the Krita API stubs
-(tests/krita_stubs), against a real worker. Real Krita runs tests/test_krita.py."""
+(tests/krita_stubs), against a real worker. Real Krita runs tests/test_krita.py.
+
+The stubs are built on PyQt5 (Krita 5) unless KIREI_QT=6 (PyQt6, Krita 6);
+test_the_same_tests_pass_under_pyqt6 runs this file again that way, in a process of its own
+(one Qt per process, as in Krita)."""
+import importlib.util
 import os
+import re
 import struct
+import subprocess
 import sys
 import time
 
@@ -14,14 +21,16 @@ from core.region import restore_region
 from tests.conftest import ROOT, picture
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+QT = {"5": "PyQt5", "6": "PyQt6"}.get(os.environ.get("KIREI_QT", "5"))
+assert QT, "KIREI_QT must be 5 or 6"
 if os.environ.get("KIREI_REQUIRE_HOSTS"):
-    import PyQt5.QtWidgets  # noqa: F401  in CI these tests must run, never skip
-# PyQt5's wheels need the system's libGL: a bare machine has none (apt-get install libgl1)
-pytest.importorskip("PyQt5.QtWidgets", reason="the docker's tests need PyQt5 and libGL (pip install .[test]; "
-                                              "apt-get install libgl1)", exc_type=ImportError)
+    importlib.import_module(QT + ".QtWidgets")  # in CI these tests must run, never skip
+# the PyQt wheels need the system's libGL: a bare machine has none (apt-get install libgl1)
+pytest.importorskip(QT + ".QtWidgets", reason="the docker's tests need %s and libGL (pip install .[test]; "
+                                              "apt-get install libgl1)" % QT, exc_type=ImportError)
 sys.path[:0] = [os.path.join(ROOT, "tests", "krita_stubs"), os.path.join(ROOT, "plugins", "krita")]
-
-from PyQt5.QtWidgets import QApplication, QLabel, QPushButton  # noqa: E402
+_widgets = importlib.import_module(QT + ".QtWidgets")
+QApplication, QLabel, QPushButton = _widgets.QApplication, _widgets.QLabel, _widgets.QPushButton
 
 import krita  # noqa: E402  (the stubs)
 from kirei import pixels  # noqa: E402
@@ -192,7 +201,8 @@ def _plugin():
     import kirei  # noqa: F401  registers with the stub Krita
     from kirei.docker import DOCKER_ID, KireiDocker
     app = krita.Krita.instance()
-    assert any(f.id == DOCKER_ID and f.cls is KireiDocker for f in app._factories)
+    assert [f.position for f in app._factories if f.id == DOCKER_ID and f.cls is KireiDocker] == [
+        krita.DockWidgetFactoryBase.DockPosition.DockRight]
     ext = [e for e in app.extensions() if type(e).__name__ == "KireiExtension"][0]
     return KireiDocker, ext
 
@@ -570,3 +580,34 @@ def test_docker_says_what_changed_and_never_stays_busy(monkeypatch):
     _docker_run(c, d)
     assert "Unexpected error: KeyError" in docker.findChild(QLabel, "kirei_message").text()
     assert c.running is None and docker.restore_button.isEnabled() and not docker.cancel_button.isEnabled()
+
+
+# ---------------------------------------------------------------- Krita 5 (PyQt5) and Krita 6 (PyQt6)
+def test_the_plugin_takes_qt_from_the_host():
+    """kirei.qt picks the binding Krita's API is built on (here the stubs'), and only that one is loaded."""
+    from kirei import qt
+    assert qt.BINDING == QT and qt.host_binding(krita.Krita) == QT
+    assert qt.QObject is importlib.import_module(QT + ".QtCore").QObject and qt.QLabel is QLabel
+    other = {"PyQt5": "PyQt6", "PyQt6": "PyQt5"}[QT]
+    assert not [m for m in sys.modules if m.split(".")[0] == other]
+    with pytest.raises(ImportError, match="neither PyQt5 nor PyQt6"):
+        qt.host_binding(type("NotKrita", (object,), {}))
+
+
+def test_the_same_tests_pass_under_pyqt6():
+    """Krita 6 runs Python plugins under PyQt6: every test of this file, on stubs built on PyQt6."""
+    if QT == "PyQt6":
+        pytest.skip("this is the PyQt6 run")
+    if importlib.util.find_spec("PyQt6") is None:  # found, not imported: one Qt per process
+        assert not os.environ.get("KIREI_REQUIRE_HOSTS"), "CI must test the docker under PyQt6 (pip install .[test])"
+        pytest.skip("PyQt6 is not installed (pip install .[test])")
+    p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "-o", "addopts=",
+                        os.path.abspath(__file__)], cwd=ROOT, env=dict(os.environ, KIREI_QT="6"),
+                       capture_output=True, text=True, timeout=900)
+    out = p.stdout + p.stderr
+    summary = out.strip().splitlines()[-1] if out.strip() else ""
+    skipped = re.search(r"(\d+) skipped", summary)
+    if p.returncode == 0 and not re.search(r"\d+ passed", summary) and not os.environ.get("KIREI_REQUIRE_HOSTS"):
+        pytest.skip("PyQt6 is installed but doesn't load here: " + out[-500:])
+    assert p.returncode == 0, out[-6000:]
+    assert re.search(r"\d+ passed", summary) and skipped and skipped.group(1) == "1", out[-3000:]  # only this test
