@@ -9,13 +9,19 @@
 
 The engine is a virtual environment inside this folder (.venv) with the dependencies from
 pyproject.toml; torch is the CUDA build where an NVIDIA GPU is present (Linux, Windows), the
-default build on Apple silicon (MPS), the CPU build otherwise (--torch overrides). GIMP's (2.10,
-3.x) and Krita's profile folders are found on Linux (including Flatpak and Snap), macOS and
-Windows; --gimp-dir / --krita-dir name others. Running it again changes nothing. The self-check
-and --check stop the worker they start (a worker already running is left alone). Standard
-library only, so that it runs on any Python 3 before anything is installed.
+default build on Apple silicon (MPS), the CPU build otherwise (--torch overrides). pip's dry run
+says first what it will download and how much. Where PyTorch's own index can't be reached, pip
+would take PyPI's torch instead (on Linux the CUDA build: gigabytes): that is said, with its size,
+and asked first when it isn't the build chosen (--torch pypi takes it without asking). Once
+installed, torch itself is asked which build it is, and that is said. GIMP's (2.10, 3.x) and
+Krita's profile folders are found on Linux (including Flatpak and Snap), macOS and Windows;
+--gimp-dir / --krita-dir name others; it ends by saying where Kirei appears in each. Running it
+again changes nothing. The self-check and --check stop the worker they start (a worker already
+running is left alone). Standard library only, so that it runs on any Python 3 before anything
+is installed.
 """
 import argparse
+import ast
 import glob
 import hashlib
 import json
@@ -27,6 +33,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
+import urllib.request
 import venv
 import zipfile
 
@@ -85,21 +93,247 @@ def _torch_present(python):
     return subprocess.call([python, "-c", "import torch"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) == 0
 
 
-def _install_torch(python, build, log):
-    """torch before the rest, from the build's own index when reachable; else whatever pip finds."""
-    spec = os.environ.get("KIREI_TORCH_SPEC", "torch>=2.4")
-    pip = [python, "-m", "pip", "install", "--quiet", spec]
-    if build in TORCH_INDEX and "KIREI_TORCH_SPEC" not in os.environ:
-        if subprocess.call(pip + ["--index-url", TORCH_INDEX[build], "--extra-index-url",
-                                  "https://pypi.org/simple"], stderr=subprocess.DEVNULL) == 0:
-            return
-        log(f"the {build} index of PyTorch can't be reached; installing torch from the default index")
-    if subprocess.call(pip) != 0:
+# ---------------------------------------------------------------- which torch build
+# pip never says which torch it took: a CPU index it can't reach is skipped with a warning, and
+# PyPI's torch (on Linux, the CUDA build with NVIDIA's libraries: gigabytes) is taken instead. So
+# each install is first a dry run whose report says what pip would take, and the result is
+# asked afterwards which build it is.
+PYPI_CHOICE = "pypi"  # --torch pypi: whatever PyPI has for this machine, without asking PyTorch's index
+TORCH_CHOICES = ("auto", "cpu", "cuda", "mps", PYPI_CHOICE)
+CUDA_LIBS = ("nvidia-", "cuda-")  # the packages of NVIDIA's libraries that PyPI's CUDA build pulls in
+TORCH_PROBE = ("import json, torch\n"
+               "mps = getattr(torch.backends, 'mps', None)\n"
+               "print(json.dumps({'version': torch.__version__, 'cuda': torch.version.cuda,\n"
+               "                  'hip': getattr(torch.version, 'hip', None), 'gpu': torch.cuda.is_available(),\n"
+               "                  'mps': bool(mps and mps.is_available()),\n"
+               "                  'mps_built': bool(mps and mps.is_built())}))")
+
+
+def human_bytes(n):
+    """Sizes as pip prints them (powers of 1000)."""
+    for unit, step in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= step:
+            return f"{n / step:.1f} {unit}"
+    return f"{n} bytes"
+
+
+class Plan:
+    """What pip's dry run (--report) would install: torch's version, each package with its size."""
+
+    def __init__(self, report, size_of):
+        items = [(i["metadata"]["name"], i["metadata"]["version"], i["download_info"]["url"])
+                 for i in report.get("install", [])]
+        self.torch, self.torch_url = next(((v, u) for n, v, u in items if n.lower() == "torch"), (None, None))
+        self.names = [n for n, _, _ in items]
+        sizes = [size_of(url) for _, _, url in items]
+        self.bytes = sum(s for s in sizes if s is not None)
+        self.unsized = sum(s is None for s in sizes)
+        self.cuda_libs = sum(n.lower().startswith(CUDA_LIBS) for n in self.names)
+
+    def build(self):
+        """cpu, cuda, rocm: from the version's local label (2.5.1+cpu, +cu126, +rocm6.2) or, on PyPI,
+        which labels nothing, from NVIDIA's libraries coming along; "default" when neither tells."""
+        label = (self.torch or "").partition("+")[2]
+        if label:
+            return "cuda" if label.startswith("cu") else "rocm" if label.startswith("rocm") else label
+        return "cuda" if self.cuda_libs else "default"
+
+    def describe(self):
+        what = f"torch {self.torch}" if self.torch else "no torch"
+        if self.cuda_libs:
+            what += f" with NVIDIA's CUDA libraries ({self.cuda_libs} packages)"
+        size = human_bytes(self.bytes) if not self.unsized else (
+            f"at least {human_bytes(self.bytes)} ({self.unsized} of the {len(self.names)} sizes unknown)")
+        return f"{what}, {len(self.names)} packages in all: {size} to download"
+
+
+def index_trouble(stderr, index):
+    """Why pip couldn't reach the index, in a few words, from pip's own warnings; None if it says nothing."""
+    path = urllib.parse.urlparse(index).path.rstrip("/")
+    text = " ".join(ln for ln in stderr.splitlines() if index in ln or (path and path + "/" in ln))
+    for words, why in ((("Name or service not known", "getaddrinfo failed", "Failed to resolve",
+                         "Temporary failure in name resolution", "nodename nor servname"), "its name doesn't resolve"),
+                       (("timed out", "ConnectTimeout"), "it doesn't answer"),
+                       (("CERTIFICATE_VERIFY_FAILED", "SSLError"), "its certificate isn't trusted here"),
+                       (("ProxyError",), "the proxy refuses it"),
+                       (("refused",), "the connection is refused"),
+                       (("NewConnectionError", "connection broken", "Max retries"), "pip can't connect to it")):
+        if any(w in text for w in words):
+            return why
+    return None
+
+
+def index_problem(build, index, plan, stderr):
+    """None when pip's dry run with the build's index (plan, and pip's stderr) takes that build (from the
+    index, or from a copy pip's own settings name); else why not, in a few words."""
+    if plan and plan.torch:
+        domain = ".".join(urllib.parse.urlparse(index).hostname.split(".")[-2:])
+        host = urllib.parse.urlparse(plan.torch_url).hostname or ""
+        if plan.build() == build or host == domain or host.endswith("." + domain):
+            return None
+    trouble = index_trouble(stderr, index)
+    if trouble:
+        return f"can't be reached ({trouble})"
+    if plan and plan.torch:
+        return f"was passed over: pip would take torch {plan.torch} from another index its own settings name"
+    return "has no torch for this machine and Python"
+
+
+def fallback_message(build, index, problem, plan):
+    """(what to tell, what to do: "go", "ask" or "stop") when the chosen build's index gives no torch
+    (problem: index_problem's words) and pip would take plan (its dry run without that index) instead.
+    Asked first when that brings NVIDIA's libraries though the CUDA build wasn't chosen (gigabytes)."""
+    host = urllib.parse.urlparse(index).hostname
+    told = f"PyTorch's index of the {build} build ({index}) {problem}.\n"
+    if plan is None or plan.torch is None:
+        return told + "Without it pip finds no torch for this machine either.", "stop"
+    told += f"Without it pip would take torch from PyPI (and any index pip's own settings add): {plan.describe()}."
+    if not plan.cuda_libs or build == "cuda":
+        return told, "go"
+    return told + (f"\nTo get the {build} build, run install.py again once {host} can be reached (another "
+                   f"network, a proxy); `python3 install.py --torch {PYPI_CHOICE}` takes PyPI's build; "
+                   f"--torch {'|'.join(TORCH_CHOICES[1:])} chooses the build."), "ask"
+
+
+def _size_of(url):
+    """A package file's size in bytes: a local file's, or what the server says; None when it can't tell."""
+    parts = urllib.parse.urlparse(url)
+    if parts.scheme == "file":
+        try:
+            return os.path.getsize(urllib.request.url2pathname(parts.path))
+        except OSError:
+            return None
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=20) as r:
+            return int(r.headers["Content-Length"])
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _pip_plan(python, spec, index_args):
+    """(Plan or None, pip's stderr): pip's dry run of installing spec (pip 22.2+)."""
+    import tempfile
+    from concurrent.futures import ThreadPoolExecutor
+    fd, report = tempfile.mkstemp(suffix=".json")
+    os.close(fd)
+    try:
+        p = subprocess.run([python, "-m", "pip", "install", "--dry-run", "--quiet", "--report", report,
+                            "--retries", "1", "--timeout", "20", spec, *index_args],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if p.returncode != 0:
+            return None, p.stderr
+        with open(report) as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return None, ""
+    finally:
+        os.remove(report)
+    urls = [i["download_info"]["url"] for i in data.get("install", [])]
+    with ThreadPoolExecutor(8) as pool:
+        sizes = dict(zip(urls, pool.map(_size_of, urls)))
+    return Plan(data, sizes.get), p.stderr
+
+
+def describe_torch(probe):
+    """The installed torch (the probe's answer, TORCH_PROBE), said plainly: (build, sentence)."""
+    if probe.get("cuda"):
+        build, what = "cuda", f"the CUDA {probe['cuda']} build"
+        where = ("it uses the NVIDIA GPU" if probe.get("gpu") else
+                 "no NVIDIA GPU can be used here, so it runs on the CPU")
+    elif probe.get("hip"):
+        build, what = "rocm", f"the ROCm {probe['hip']} build"
+        where = "it uses the AMD GPU" if probe.get("gpu") else "no AMD GPU can be used here, so it runs on the CPU"
+    elif probe.get("mps_built"):
+        build, what = "mps", "the build for Apple silicon"
+        where = "it uses the GPU through MPS" if probe.get("mps") else "MPS can't be used here, so it runs on the CPU"
+    else:
+        build, what, where = "cpu", "the CPU build", "it runs on the CPU"
+    return build, f"torch {probe['version']}, {what}: {where}"
+
+
+def installed_message(probe, wanted, env_bytes):
+    """What to tell after torch was installed: which build it is, how much room the environment takes,
+    and when it isn't the build chosen, that and how to change it."""
+    if probe is None:
+        return "torch was installed but can't be imported (see above)"
+    build, said = describe_torch(probe)
+    said += f"; the engine's environment takes {human_bytes(env_bytes)}"
+    if wanted in ("cpu", "cuda", "mps") and build != wanted:
+        said += (f". That is not the {wanted} build chosen: pip took it from elsewhere (its own settings, or "
+                 f"PyPI); delete {VENV} and run `python3 install.py --torch {wanted}` again to change it")
+    return said
+
+
+def _probe_torch(python):
+    p = subprocess.run([python, "-c", TORCH_PROBE], capture_output=True, text=True)
+    try:
+        return json.loads(p.stdout.strip().splitlines()[-1]) if p.returncode == 0 else None
+    except (ValueError, IndexError):
+        return None
+
+
+def _tree_bytes(path):
+    """Room a folder takes on disk (as du counts it)."""
+    total = 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            st = os.lstat(os.path.join(root, f))
+            total += st.st_blocks * 512 if hasattr(st, "st_blocks") else st.st_size
+    return total
+
+
+def _pip_version(python):
+    p = subprocess.run([python, "-m", "pip", "--version"], capture_output=True, text=True)
+    try:
+        return tuple(int(x) for x in p.stdout.split()[1].split(".")[:2])
+    except (IndexError, ValueError):
+        return (0, 0)
+
+
+def _ask_on_terminal():
+    """A way to ask the user yes or no, when there is a terminal to ask on; else None."""
+    if not sys.stdin.isatty():
+        return None
+    return lambda question: input(question).strip().lower() in ("y", "yes")
+
+
+def _install_torch(python, build, log, ask=None):
+    """torch before the rest, and what it is: the chosen build from its own index when pip's dry run takes
+    it there; else, said first with its size, what pip takes without that index (see fallback_message;
+    where that asks and no one can answer, install stops). Returns the dry run's Plan (None if none)."""
+    if _pip_version(python) < (22, 2):  # older pips can't say what they would install (--dry-run --report)
+        log("upgrading the environment's pip first (22.2 or newer can say what it would download)")
+        subprocess.call([python, "-m", "pip", "install", "--quiet", "--upgrade", "pip"])
+    spec = os.environ.get("KIREI_TORCH_SPEC", "torch>=2.4")  # CI: a local CPU wheel, from pip's own settings
+    index = None if "KIREI_TORCH_SPEC" in os.environ else TORCH_INDEX.get(build)
+    args = ["--index-url", index] if index else []
+    plan, stderr = _pip_plan(python, spec, args)
+    if index:
+        problem = index_problem(build, index, plan, stderr)
+        if problem:
+            args = []
+            plan, _ = _pip_plan(python, spec, args)
+            told, action = fallback_message(build, index, problem, plan)
+            for line in told.splitlines():  # even when quiet: it is about gigabytes, or a failure
+                print("install:", line, flush=True)
+            if action == "stop":
+                sys.exit("install: no torch to install; nothing else was changed")
+            if action == "ask" and not (ask and ask(f"Download PyPI's build now ({human_bytes(plan.bytes)})? [y/N] ")):
+                sys.exit(f"install: stopped before downloading torch; `python3 install.py --torch {PYPI_CHOICE}` "
+                         "takes PyPI's build")
+        elif index_trouble(stderr, index):  # the build is here without the index (a copy pip's settings name):
+            args = []  # don't wait on the index again; the pin below keeps that build
+    if plan and plan.torch:
+        log(f"torch: downloading {plan.describe()}")
+        spec = f"torch=={plan.torch}"  # what was said is what is installed
+    if subprocess.call([python, "-m", "pip", "install", "--quiet", spec, *args]) != 0:
         sys.exit("install: pip failed to install torch (see above); nothing else was changed")
+    return plan
 
 
-def ensure_core_env(extras=(), quiet=False, torch="auto"):
+def ensure_core_env(extras=(), quiet=False, torch="auto", ask=None):
     """Create .venv and install the engine's dependencies, unless it already holds what is wanted.
+    ask: how to ask the user yes or no (default: on the terminal, when there is one).
 
     Returns the environment's Python.
     """
@@ -109,13 +343,20 @@ def ensure_core_env(extras=(), quiet=False, torch="auto"):
     if not os.path.exists(venv_python()):
         log(f"creating the engine's environment in {VENV}")
         venv.EnvBuilder(with_pip=True).create(VENV)
+    elif torch != "auto" and _torch_present(venv_python()):  # --torch changes nothing where torch is: say so
+        probe = _probe_torch(venv_python())
+        if probe and torch != PYPI_CHOICE and describe_torch(probe)[0] != torch:
+            log(f"{describe_torch(probe)[1]}; it stays: --torch chooses the build of a new environment "
+                f"(delete {VENV} and run again)")
     digest, have = _installed()
     if digest == _pyproject_digest() and set(extras) <= have:
         return venv_python()
+    installed = None
     if not _torch_present(venv_python()):
-        build, why = choose_torch(torch)
-        log(f"torch: the {build} build ({why}; --torch cpu|cuda|mps chooses another); this downloads it")
-        _install_torch(venv_python(), build, log)
+        installed, why = choose_torch(torch)
+        name = "PyPI's build" if installed == PYPI_CHOICE else f"the {installed} build"
+        log(f"torch: {name} ({why}; --torch {'|'.join(TORCH_CHOICES[1:])} chooses another)")
+        _install_torch(venv_python(), installed, log, _ask_on_terminal() if ask is None else ask)
     want = sorted(set(extras) | (have if digest == _pyproject_digest() else set()))
     spec = "." + (f"[{','.join(want)}]" if want else "")
     log(f"installing the engine's dependencies ({spec})")
@@ -124,6 +365,8 @@ def ensure_core_env(extras=(), quiet=False, torch="auto"):
         sys.exit("install: pip failed (see above); nothing else was changed")
     with open(STAMP, "w") as fh:
         fh.write(f"{_pyproject_digest()} {','.join(want)}")
+    if installed:
+        log(installed_message(_probe_torch(venv_python()), installed, _tree_bytes(VENV)))
     return venv_python()
 
 
@@ -244,6 +487,85 @@ def _enable_in_kritarc(text):
         lines += ([""] if lines else []) + ["[python]"]
     lines.insert(lines.index("[python]") + 1, KRITA_ENABLE)
     return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- where the plugins appear
+GIMP_PLUGINS = (("3", "kirei.py"), ("2.10", "kirei_gimp2.py"))  # GIMP's version -> the plug-in it runs
+
+
+def _string_constants(tree):
+    return {t.id: node.value.value for node in tree.body if isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+            for t in node.targets if isinstance(t, ast.Name)}
+
+
+def gimp_menu_entries(path):
+    """[(menu path, label)] of the procedures a GIMP plug-in registers, read from its source, so that what
+    install.py says follows the plug-in: GIMP 3's set_menu_label() and add_menu_path() (each label goes
+    with the menu paths added after it, else the nearest one), GIMP 2.10's register(..., label, ...,
+    menu=). Names are looked up in the file and the modules beside it (kirei_common.py)."""
+    def parse(p):
+        with open(p, encoding="utf-8") as fh:
+            return ast.parse(fh.read())
+    names = {}
+    for other in sorted(glob.glob(os.path.join(os.path.dirname(path), "*.py"))):
+        names.update(_string_constants(parse(other)))
+    tree = parse(path)
+    names.update(_string_constants(tree))
+
+    def value(node):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            return node.value
+        return names.get(node.id) if isinstance(node, ast.Name) else None
+
+    calls = sorted((n for n in ast.walk(tree) if isinstance(n, ast.Call)), key=lambda n: (n.lineno, n.col_offset))
+    method = [(getattr(c.func, "attr", None), value(c.args[0]) if c.args else None) for c in calls]
+    labels = [(i, v) for i, (m, v) in enumerate(method) if m == "set_menu_label" and v]
+    paths = [(i, v) for i, (m, v) in enumerate(method) if m == "add_menu_path" and v]
+    entries = []
+    for k, (i, label) in enumerate(labels):
+        until = labels[k + 1][0] if k + 1 < len(labels) else len(method)
+        mine = ([p for j, p in paths if i < j < until] or [p for j, p in paths if j > i][:1]
+                or [p for _, p in paths][-1:])
+        entries += [(p, label) for p in mine]
+    for c in calls:
+        if getattr(c.func, "id", None) == "register":
+            kw = {k.arg: k.value for k in c.keywords}
+            label = value(kw["label"]) if "label" in kw else value(c.args[6]) if len(c.args) > 6 else None
+            menu = value(kw["menu"]) if "menu" in kw else value(c.args[11]) if len(c.args) > 11 else None
+            if label and not menu and label.startswith("<"):  # the old style: the menu path in the label
+                menu, _, label = label.rpartition("/")
+            if label and menu:
+                entries.append((menu, label))
+    return entries
+
+
+def menu_words(menu, label):
+    """("<Image>/Filters/Enhance", "Kirei: ...") -> "Filters > Enhance > Kirei: ..." as a user reads menus."""
+    parts = [p for p in menu.split("/") if p and not p.startswith("<")]
+    return " > ".join(parts + [label])
+
+
+def gimp_where(gimp_dirs, entries):
+    """Lines saying where Kirei appears in the GIMPs installed into; entries: {GIMP version: [(menu path,
+    label)]} (GIMP_PLUGINS' versions). A folder's version is its name (2.10, 3.0, ...); a folder named
+    otherwise (--gimp-dir) may be either."""
+    versions = set()
+    for d in gimp_dirs:
+        name = os.path.basename(os.path.normpath(d))
+        known = {v for v, _ in GIMP_PLUGINS if name == v or name.startswith(v + ".")}
+        versions |= known or {v for v, _ in GIMP_PLUGINS}
+    said = {}
+    for v, _ in GIMP_PLUGINS:
+        if v in versions:
+            words = [menu_words(*e) for e in entries.get(v, [])]
+            said[v] = ("no menu entry was found in the plug-in" if not words else
+                       f"Kirei's menu entry is {words[0]}" if len(words) == 1 else
+                       f"Kirei's menu entries are {', '.join(words[:-1])} and {words[-1]}")
+    groups = {}
+    for v, text in said.items():  # versions that say the same, said once
+        groups.setdefault(text, []).append(v)
+    return [f"GIMP {' and '.join(vs)}: restart it; {text}" for text, vs in groups.items()]
 
 
 # ---------------------------------------------------------------- doing it
@@ -614,7 +936,9 @@ def main(argv=None):
                     help="a Krita resource folder to install into (DIR/pykrita), instead of the found ones; the "
                          "plugin is enabled only in the kritarc of a folder install.py knows (else enable it in "
                          "Krita's Python Plugin Manager)")
-    ap.add_argument("--torch", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="which torch build")
+    ap.add_argument("--torch", choices=TORCH_CHOICES, default="auto",
+                    help="which torch build a new engine environment gets (default: auto, see above); pypi: "
+                         "PyPI's, without asking PyTorch's own index (on Linux that is the CUDA build, gigabytes)")
     ap.add_argument("--engine-python", metavar="PY", help="use this existing engine Python instead of .venv")
     action = ap.add_mutually_exclusive_group()
     action.add_argument("--dry-run", action="store_true", help="print every file it would write, write nothing")
@@ -648,6 +972,9 @@ def main(argv=None):
         print(f"dry run: {changed} change(s) planned, nothing written")
         return 0
     print(f"{changed} change(s)" if changed else "already installed: nothing changed")
+    if gimp_dirs:
+        entries = {v: gimp_menu_entries(os.path.join(GIMP_SRC, f)) for v, f in GIMP_PLUGINS}
+        print("\n".join(gimp_where(gimp_dirs, entries)))
     if krita_dirs:
         print("Krita: restart it; the docker is Settings > Dockers > Kirei")
     if a.no_self_check:

@@ -121,6 +121,16 @@ def _snapshot(root):
     return snap
 
 
+def _kirei_common():
+    """The GIMP plug-ins' shared module (its menu path and label)."""
+    sys.path.insert(0, install.GIMP_SRC)
+    try:
+        import kirei_common
+    finally:
+        sys.path.remove(install.GIMP_SRC)
+    return kirei_common
+
+
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
 def test_install_again_and_uninstall(tmp_path, layout):
     home = _home(tmp_path, layout)
@@ -128,6 +138,10 @@ def test_install_again_and_uninstall(tmp_path, layout):
     before = _snapshot(home)
     r = _install(env)
     assert r.returncode == 0, r.stderr
+    versions = {"3" if d.endswith("3.0") else "2.10" for d in LAYOUTS[layout]["gimp"]}
+    said = [ln for ln in r.stdout.splitlines() if ln.startswith("GIMP ") and "restart it" in ln]
+    assert {v for ln in said for v in ln.partition(":")[0][5:].split(" and ")} == versions, r.stdout
+    assert all("Filters > Enhance > " + _kirei_common().MENU_LABEL in ln for ln in said), said
     for d in LAYOUTS[layout]["gimp"]:
         plug = home / d / "plug-ins" / "kirei"
         assert os.access(plug / "kirei.py", os.X_OK) and os.access(plug / "kirei_gimp2.py", os.X_OK)
@@ -539,3 +553,330 @@ def test_krita_dir_leaves_other_kritarcs_alone(tmp_path):
     r = subprocess.run([sys.executable, os.path.join(ROOT, "install.py"), "--uninstall"], env=env,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and _snapshot(home) == before, r.stdout + r.stderr
+
+
+# ---------------------------------------------------------------- the torch build (no network: a fake pip)
+FAKE_PYTHON = r'''#!{python}
+"""The engine's Python as install.py drives it, with a pip that answers from the scenario's JSON."""
+import json, os, sys
+sc = json.load(open(os.environ["FAKE_SCENARIO"]))
+args = sys.argv[1:]
+with open(sc["calls"], "a") as fh:
+    fh.write(json.dumps(args) + "\n")
+if args[:1] == ["-c"]:
+    if args[1] == "import torch":
+        sys.exit(0 if os.path.exists(sc["torch_marker"]) else 1)
+    print(json.dumps(sc["probe"]))
+    sys.exit(0)
+if args[:3] == ["-m", "pip", "--version"]:
+    print("pip %s from /fake (python 3)" % sc.get("pip", "23.2.1"))
+    sys.exit(0)
+if "--dry-run" in args:
+    index = args[args.index("--index-url") + 1] if "--index-url" in args else None
+    answer = sc["indexes"][index or "default"]
+    if answer is None:  # pip's own words when the index's host doesn't resolve
+        sys.stderr.write("WARNING: Retrying (Retry(total=0)) after connection broken by 'NewConnectionError("
+                         "...: Failed to establish a new connection: [Errno -2] Name or service not known')': "
+                         "/%s/torch/\nERROR: No matching distribution found for torch>=2.4\n"
+                         % (index or "").split("/", 3)[-1])
+        sys.exit(1)
+    if index and sc.get("index_warns"):  # unreachable, but pip's own settings name a copy of the build
+        sys.stderr.write("WARNING: Retrying (Retry(total=0)) after connection broken by 'NewConnectionError("
+                         "...: [Errno -2] Name or service not known')': /%s/torch/\n" % index.split("/", 3)[-1])
+    report = {{"install": [{{"metadata": {{"name": n, "version": v}}, "download_info": {{"url": u}}}}
+                          for n, v, u in answer]}}
+    json.dump(report, open(args[args.index("--report") + 1], "w"))
+    sys.exit(0)
+if args[:3] == ["-m", "pip", "install"] and "--editable" not in args and "--upgrade" not in args:
+    open(sc["torch_marker"], "w").close()
+sys.exit(0)
+'''
+CPU_INDEX = install.TORCH_INDEX["cpu"]
+
+
+def _wheel(tmp_path, name, size):
+    """A package file of `size` bytes (sparse: no room taken) and its file:// URL."""
+    path = tmp_path / "wheels" / name
+    path.parent.mkdir(exist_ok=True)
+    with open(path, "wb") as fh:
+        fh.truncate(size)
+    return path.as_uri()
+
+
+@pytest.fixture
+def fake_engine(tmp_path, monkeypatch):
+    """(python, scenario(**answers), calls()): a fake engine Python whose pip answers dry runs from the
+    scenario (indexes: {index URL or "default": [(name, version, url)] or None for unreachable}),
+    records every call, and 'installs' torch (then `import torch` works; the probe answers `probe`)."""
+    python = tmp_path / "engine" / "python"
+    python.parent.mkdir()
+    python.write_text(FAKE_PYTHON.format(python=sys.executable))
+    python.chmod(0o755)
+    calls, marker, scenario_file = tmp_path / "calls.jsonl", tmp_path / "torch-installed", tmp_path / "scenario.json"
+    monkeypatch.setenv("FAKE_SCENARIO", str(scenario_file))
+    monkeypatch.delenv("KIREI_TORCH_SPEC", raising=False)
+    cpu = [("torch", "2.13.0+cpu", _wheel(tmp_path, "torch-cpu.whl", 191_000_000)),
+           ("sympy", "1.14.0", _wheel(tmp_path, "sympy.whl", 6_300_000))]
+    pypi_cuda = [("torch", "2.14.1", _wheel(tmp_path, "torch.whl", 880_000_000)),
+                 ("nvidia-cudnn-cu13", "9.24", _wheel(tmp_path, "cudnn.whl", 1_100_000_000)),
+                 ("nvidia-cublas", "13.1", _wheel(tmp_path, "cublas.whl", 1_000_000_000))]
+
+    def scenario(indexes=None, probe=None, **more):
+        sc = {"calls": str(calls), "torch_marker": str(marker), "indexes": indexes or {CPU_INDEX: cpu},
+              "probe": probe or {"version": "2.13.0+cpu", "cuda": None, "hip": None, "gpu": False, "mps": False,
+                                 "mps_built": False}, **more}
+        scenario_file.write_text(json.dumps(sc))
+
+    def recorded():
+        return [json.loads(ln) for ln in calls.read_text().splitlines()] if calls.exists() else []
+    scenario.cpu, scenario.pypi_cuda = cpu, pypi_cuda
+    return str(python), scenario, recorded
+
+
+def _installs(calls):
+    """The real (not dry-run) pip installs of torch among the recorded calls."""
+    return [c for c in calls if c[:3] == ["-m", "pip", "install"] and "--dry-run" not in c
+            and "--editable" not in c and "--upgrade" not in c]
+
+
+def test_the_chosen_build_comes_from_its_index_with_its_size_said(fake_engine, capsys):
+    python, scenario, calls = fake_engine
+    scenario()
+    said = []
+    plan = install._install_torch(python, "cpu", said.append, ask=lambda q: pytest.fail("nothing to ask"))
+    assert plan.torch == "2.13.0+cpu" and plan.build() == "cpu"
+    assert said == ["torch: downloading torch 2.13.0+cpu, 2 packages in all: 197.3 MB to download"]
+    [pip] = _installs(calls())
+    assert pip[pip.index("--index-url") + 1] == CPU_INDEX and "--extra-index-url" not in pip  # PyPI can't slip in
+    assert "torch==2.13.0+cpu" in pip  # what was said is what is installed
+    assert "PyPI" not in capsys.readouterr().out
+
+
+def test_a_copy_of_the_build_found_without_the_index_is_installed_without_waiting_on_it(fake_engine, capsys):
+    python, scenario, calls = fake_engine
+    scenario(index_warns=True)  # the index can't be reached, yet pip's settings (find-links) hold the CPU build
+    said = []
+    install._install_torch(python, "cpu", said.append, ask=lambda q: pytest.fail("nothing to ask"))
+    assert said == ["torch: downloading torch 2.13.0+cpu, 2 packages in all: 197.3 MB to download"]
+    [pip] = _installs(calls())
+    assert "--index-url" not in pip and "torch==2.13.0+cpu" in pip  # pinned: PyPI's newer build can't slip in
+    assert capsys.readouterr().out == ""
+
+
+def test_an_unreachable_index_is_said_with_the_size_of_what_pip_takes_instead(fake_engine, capsys):
+    python, scenario, calls = fake_engine
+    scenario(indexes={CPU_INDEX: None, "default": scenario.pypi_cuda})
+    asked = []
+    with pytest.raises(SystemExit) as stop:  # the user says no
+        install._install_torch(python, "cpu", lambda *a: None, ask=lambda q: asked.append(q) or False)
+    out = capsys.readouterr().out
+    assert f"PyTorch's index of the cpu build ({CPU_INDEX}) can't be reached (its name doesn't resolve)" in out
+    assert ("pip would take torch from PyPI (and any index pip's own settings add): torch 2.14.1 with NVIDIA's "
+            "CUDA libraries (2 packages), 3 packages in all: "
+            "3.0 GB to download") in out
+    assert "once download.pytorch.org can be reached" in out and "`python3 install.py --torch pypi`" in out
+    assert asked == ["Download PyPI's build now (3.0 GB)? [y/N] "]
+    assert "--torch pypi" in str(stop.value) and _installs(calls()) == []  # nothing downloaded
+
+    scenario(indexes={CPU_INDEX: None, "default": scenario.pypi_cuda})
+    with pytest.raises(SystemExit):  # no terminal to ask on: stop, never download gigabytes unasked
+        install._install_torch(python, "cpu", lambda *a: None, ask=None)
+    assert _installs(calls()) == []
+
+    plan = install._install_torch(python, "cpu", lambda *a: None, ask=lambda q: True)  # yes
+    assert plan.build() == "cuda"
+    [pip] = _installs(calls())
+    assert "--index-url" not in pip and "torch==2.14.1" in pip
+
+
+@pytest.mark.parametrize("build, pypi", [("cuda", "pypi_cuda"), ("cpu", "small")], ids=["cuda-wanted", "pypi-is-small"])
+def test_a_fallback_that_is_what_was_wanted_goes_on_after_saying_so(fake_engine, capsys, build, pypi):
+    python, scenario, calls = fake_engine
+    index = install.TORCH_INDEX[build]
+    default = scenario.pypi_cuda if pypi == "pypi_cuda" else [("torch", "2.14.1", scenario.cpu[0][2])]
+    scenario(indexes={index: None, "default": default})
+    install._install_torch(python, build, lambda *a: None, ask=lambda q: pytest.fail("asked"))
+    assert f"PyTorch's index of the {build} build ({index}) can't be reached" in capsys.readouterr().out
+    [pip] = _installs(calls())
+    assert "--index-url" not in pip
+
+
+def test_no_torch_anywhere_stops_with_a_reason(fake_engine, capsys):
+    python, scenario, calls = fake_engine
+    scenario(indexes={CPU_INDEX: None, "default": None})
+    with pytest.raises(SystemExit) as stop:
+        install._install_torch(python, "cpu", lambda *a: None, ask=lambda q: True)
+    assert "no torch to install" in str(stop.value) and "pip finds no torch" in capsys.readouterr().out
+    assert _installs(calls()) == []
+
+
+def test_an_old_pip_is_upgraded_so_that_it_can_say_what_it_takes(fake_engine):
+    python, scenario, calls = fake_engine
+    scenario(pip="22.0.2")
+    said = []
+    install._install_torch(python, "cpu", said.append)
+    upgrade = ["-m", "pip", "install", "--quiet", "--upgrade", "pip"]
+    assert upgrade in calls() and calls().index(upgrade) < calls().index(_installs(calls())[0])
+    assert said[0].startswith("upgrading the environment's pip")
+    scenario(pip="23.2.1")
+    calls_before = len(calls())
+    install._install_torch(python, "cpu", said.append)
+    assert upgrade not in calls()[calls_before:]
+
+
+def test_kirei_torch_spec_uses_pips_own_settings(fake_engine, monkeypatch):
+    python, scenario, calls = fake_engine
+    scenario(indexes={"default": scenario.cpu})
+    monkeypatch.setenv("KIREI_TORCH_SPEC", "torch==2.13.0")
+    install._install_torch(python, "cpu", lambda *a: None)
+    [pip] = _installs(calls())
+    assert "torch==2.13.0+cpu" in pip and "--index-url" not in pip
+    assert ["torch==2.13.0"] == [a for c in calls() if "--dry-run" in c for a in c if a.startswith("torch")]
+
+
+@pytest.mark.parametrize("stderr, said", [
+    ("WARNING: Retrying ... NewConnectionError(... [Errno -2] Name or service not known)': /whl/cpu/torch/",
+     "can't be reached (its name doesn't resolve)"),
+    ("WARNING: Retrying ... ConnectTimeoutError(... 'Connection to download.pytorch.org timed out.')': /whl/cpu/x/",
+     "can't be reached (it doesn't answer)"),
+    (f"Could not fetch URL {CPU_INDEX}/torch/: ... SSLError(... CERTIFICATE_VERIFY_FAILED ...)",
+     "can't be reached (its certificate isn't trusted here)"),
+    ("WARNING: Retrying ... NewConnectionError(... Name or service not known)': /simple/torch/",  # another index
+     "has no torch for this machine and Python"),
+    ("ERROR: No matching distribution found for torch>=2.4", "has no torch for this machine and Python"),
+])
+def test_index_problem_in_pips_words(stderr, said):
+    assert install.index_problem("cpu", CPU_INDEX, None, stderr) == said
+
+
+def test_index_problem_judges_what_pip_would_take():
+    def plan(version, url, *more):
+        return install.Plan({"install": [{"metadata": {"name": n, "version": v}, "download_info": {"url": u}}
+                                         for n, v, u in [("torch", version, url), *more]]}, lambda u: 1)
+    assert install.index_problem("cpu", CPU_INDEX, plan("2.13.0+cpu", "file:///opt/wheels/t.whl"), "") is None
+    assert install.index_problem("cpu", CPU_INDEX, plan("2.5.1", "https://download.pytorch.org/whl/cpu/t.whl"),
+                                 "") is None  # macOS wheels carry no label: the index's own is fine
+    other = plan("2.14.1", "https://files.pythonhosted.org/t.whl", ("nvidia-cublas", "13", "https://x/c.whl"))
+    assert install.index_problem("cpu", CPU_INDEX, other, "").startswith(
+        "was passed over: pip would take torch 2.14.1 from another index")
+    cu = install.TORCH_INDEX["cuda"]
+    assert install.index_problem("cuda", cu, plan("2.13.0+cu126", "https://download-r2.pytorch.org/t.whl"), "") is None
+
+
+@pytest.mark.parametrize("version, libs, build", [("2.13.0+cpu", 0, "cpu"), ("2.13.0+cu126", 0, "cuda"),
+                                                  ("2.5.1+rocm6.2", 0, "rocm"), ("2.14.1", 2, "cuda"),
+                                                  ("2.14.1", 0, "default")])
+def test_plan_build_and_size(version, libs, build):
+    items = [("torch", version, "a")] + [(f"nvidia-lib{i}", "1", f"n{i}") for i in range(libs)] + [("sympy", "1", "s")]
+    sizes = {"a": 190_000_000, "s": None, **{f"n{i}": 1_000_000_000 for i in range(libs)}}
+    plan = install.Plan({"install": [{"metadata": {"name": n, "version": v}, "download_info": {"url": u}}
+                                     for n, v, u in items]}, sizes.get)
+    assert plan.build() == build and plan.cuda_libs == libs and plan.unsized == 1
+    assert plan.bytes == 190_000_000 + libs * 1_000_000_000
+    assert plan.describe().endswith(f"at least {install.human_bytes(plan.bytes)} (1 of the {len(items)} sizes "
+                                    "unknown) to download")
+
+
+@pytest.mark.parametrize("probe, build, said", [
+    ({"version": "2.13.0+cpu"}, "cpu", "torch 2.13.0+cpu, the CPU build: it runs on the CPU"),
+    ({"version": "2.14.1", "cuda": "13.0", "gpu": False}, "cuda",
+     "torch 2.14.1, the CUDA 13.0 build: no NVIDIA GPU can be used here, so it runs on the CPU"),
+    ({"version": "2.14.1", "cuda": "12.6", "gpu": True}, "cuda",
+     "torch 2.14.1, the CUDA 12.6 build: it uses the NVIDIA GPU"),
+    ({"version": "2.5.1+rocm6.2", "hip": "6.2.4", "gpu": True}, "rocm",
+     "torch 2.5.1+rocm6.2, the ROCm 6.2.4 build: it uses the AMD GPU"),
+    ({"version": "2.9.0", "mps_built": True, "mps": True}, "mps",
+     "torch 2.9.0, the build for Apple silicon: it uses the GPU through MPS"),
+    ({"version": "2.9.0", "mps_built": True, "mps": False}, "mps",
+     "torch 2.9.0, the build for Apple silicon: MPS can't be used here, so it runs on the CPU"),
+])
+def test_the_installed_build_said_plainly(probe, build, said):
+    assert install.describe_torch(probe) == (build, said)
+
+
+def test_installed_message_says_when_it_is_not_the_build_chosen():
+    cuda = {"version": "2.14.1", "cuda": "13.0", "gpu": False}
+    text = install.installed_message(cuda, "cpu", 5_600_000_000)
+    assert text.startswith("torch 2.14.1, the CUDA 13.0 build: no NVIDIA GPU can be used here")
+    assert "the engine's environment takes 5.6 GB" in text
+    assert "That is not the cpu build chosen" in text and "--torch cpu" in text
+    assert "not the" not in install.installed_message(cuda, "cuda", 5_600_000_000)
+    assert "not the" not in install.installed_message(cuda, "pypi", 5_600_000_000)
+    assert "can't be imported" in install.installed_message(None, "cpu", 0)
+
+
+def test_a_new_environment_says_which_build_it_got(fake_engine, tmp_path, monkeypatch, capsys):
+    """ensure_core_env end to end on the fake engine: torch from the index, the dependencies, then what
+    torch itself says it is, and how much room the environment takes."""
+    python, scenario, calls = fake_engine
+    scenario()
+    venv_dir = os.path.dirname(python)
+    monkeypatch.setattr(install, "VENV", venv_dir)
+    monkeypatch.setattr(install, "STAMP", os.path.join(venv_dir, ".kirei-installed"))
+    monkeypatch.setattr(install, "venv_python", lambda: python)
+    monkeypatch.setattr(install, "choose_torch", lambda requested: ("cpu", "no NVIDIA GPU found"))
+    assert install.ensure_core_env(ask=lambda q: pytest.fail("asked")) == python
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "install: torch: the cpu build (no NVIDIA GPU found; --torch cpu|cuda|mps|pypi chooses another)"
+    assert out[-1].startswith("install: torch 2.13.0+cpu, the CPU build: it runs on the CPU; the engine's "
+                              "environment takes ")
+    assert any("--editable" in c for c in calls())
+
+    # torch is there now: an explicit --torch of another build says that it stays, and changes nothing
+    n = len(calls())
+    install.ensure_core_env(torch="cuda")
+    out = capsys.readouterr().out
+    assert "the CPU build: it runs on the CPU; it stays: --torch chooses the build of a new environment" in out
+    assert _installs(calls()[n:]) == []
+    install.ensure_core_env(torch="cpu")
+    assert "it stays" not in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- where the plugins appear in GIMP
+def test_gimp_menu_entries_follow_the_plug_ins_sources(tmp_path):
+    """Read from the sources: labels and paths through the shared module's names, both plug-in styles."""
+    (tmp_path / "common.py").write_text('MENU = "<Image>/Filters/Enhance"\nRESTORE = "Kirei: Restore..."\n')
+    (tmp_path / "gimp3.py").write_text(
+        "from common import MENU, RESTORE\nMEASURE = 'Kirei: Measure...'\n"
+        "def create(name):\n"
+        "    proc = make(name)\n"
+        "    if name == 'restore':\n"
+        "        proc.set_menu_label(RESTORE)\n"
+        "    else:\n"
+        "        proc.set_menu_label(MEASURE)\n"
+        "    proc.add_menu_path(MENU)\n"
+        "    other.set_menu_label('Kirei: Batch')\n"
+        "    other.add_menu_path('<Image>/File')\n"
+        "    other.add_menu_path('<Image>/Filters/Batch')\n")
+    assert install.gimp_menu_entries(str(tmp_path / "gimp3.py")) == [
+        ("<Image>/Filters/Enhance", "Kirei: Restore..."), ("<Image>/Filters/Enhance", "Kirei: Measure..."),
+        ("<Image>/File", "Kirei: Batch"), ("<Image>/Filters/Batch", "Kirei: Batch")]
+    (tmp_path / "gimp2.py").write_text(
+        "from common import *\n"
+        "register('a', 'b', 'c', 'd', 'e', 'f', RESTORE, 'RGB*', [], [], run, menu=MENU)\n"
+        "register('a', 'b', 'c', 'd', 'e', 'f', '<Image>/Filters/Misc/Kirei old', 'RGB*', [], [], run)\n")
+    assert install.gimp_menu_entries(str(tmp_path / "gimp2.py")) == [
+        ("<Image>/Filters/Enhance", "Kirei: Restore..."), ("<Image>/Filters/Misc", "Kirei old")]
+    assert install.menu_words("<Image>/Filters/Enhance", "Kirei: Restore...") == "Filters > Enhance > Kirei: Restore..."
+
+
+def test_gimp_menu_entries_of_the_real_plug_ins():
+    kirei_common = _kirei_common()
+    for _, name in install.GIMP_PLUGINS:
+        assert (kirei_common.MENU_PATH, kirei_common.MENU_LABEL) in \
+            install.gimp_menu_entries(os.path.join(install.GIMP_SRC, name)), name
+
+
+def test_gimp_where_names_each_gimp_version_installed_into():
+    entries = {"3": [("<Image>/Filters/Enhance", "K: Restore"), ("<Image>/Filters/Enhance", "K: Measure")],
+               "2.10": [("<Image>/Filters/Enhance", "K: Restore")]}
+    gimp3 = ("GIMP 3: restart it; Kirei's menu entries are Filters > Enhance > K: Restore and "
+             "Filters > Enhance > K: Measure")
+    assert install.gimp_where(["/h/GIMP/3.0"], entries) == [gimp3]
+    assert install.gimp_where(["/h/GIMP/2.10", "/h/GIMP/3.2"], entries) == [
+        gimp3, "GIMP 2.10: restart it; Kirei's menu entry is Filters > Enhance > K: Restore"]
+    same = {"3": entries["2.10"], "2.10": entries["2.10"]}
+    assert install.gimp_where(["/portable-gimp"], same) == [  # a folder of unknown version: either
+        "GIMP 3 and 2.10: restart it; Kirei's menu entry is Filters > Enhance > K: Restore"]
+    assert install.gimp_where(["/h/GIMP/2.10"], {"3": []}) == ["GIMP 2.10: restart it; no menu entry was found in "
+                                                               "the plug-in"]
