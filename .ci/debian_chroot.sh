@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build (once) a Debian minbase chroot with some packages, for tests that need a real host
-# program (GIMP 3.0 from Debian 13, Python 2.7 from Debian 11). Cached: the built tree is packed
+# program (GIMP and Krita from Debian 13 and 14, Python 2.7 from Debian 11). Cached: the built tree is packed
 # into $CACHE/NAME.tar.zst and unpacked from there on later runs. Run as root.
 #   usage: debian_chroot.sh NAME SUITE "PACKAGES"     (prints the chroot's path on its last line)
 set -euo pipefail
@@ -14,19 +14,28 @@ mkdir -p "$CACHE"
 export DEBIAN_FRONTEND=noninteractive
 need() { command -v "$1" >/dev/null || { apt-get update -qq; apt-get install -y -qq --no-install-recommends "$2" >/dev/null; }; }
 need zstd zstd
+# a run killed before its clean-up (.ci/in_chroot.sh) may have left host folders mounted inside:
+# unmounted first, so that removing the chroot can never reach through a bind into them
+unmount_inside() { awk -v c="$CHROOT/" 'index($2, c) == 1 {print $2}' /proc/self/mounts | sort -r |
+                   while read -r m; do umount -l "$m"; done; }
 ready() { [ -f "$MARK" ] && [ "$(cat "$MARK")" = "$SUITE $PKGS" ]; }
 
 if ! ready && [ -f "$ARCHIVE" ]; then
-  rm -rf "$CHROOT"; mkdir -p "$CHROOT"
+  unmount_inside; rm -rf "$CHROOT"; mkdir -p "$CHROOT"
   tar -I zstd -xf "$ARCHIVE" -C "$CHROOT"
 fi
 if ! ready; then
   need debootstrap debootstrap
-  rm -rf "$CHROOT"; mkdir -p "$CHROOT/etc/dpkg/dpkg.cfg.d"
+  unmount_inside; rm -rf "$CHROOT"; mkdir -p "$CHROOT/etc/dpkg/dpkg.cfg.d"
   printf '%s\n' 'path-exclude=/usr/share/doc/*' 'path-exclude=/usr/share/man/*' 'path-exclude=/usr/share/info/*' \
     'path-exclude=/usr/share/locale/*' > "$CHROOT/etc/dpkg/dpkg.cfg.d/01-slim"
-  debootstrap --variant=minbase "$SUITE" "$CHROOT" "$MIRROR" >/dev/null
+  # a debootstrap older than the suite (Debian 12's knows no forky) builds it with sid's script
+  script=/usr/share/debootstrap/scripts/$SUITE; [ -e "$script" ] || script=/usr/share/debootstrap/scripts/sid
+  debootstrap --variant=minbase "$SUITE" "$CHROOT" "$MIRROR" "$script" > "$CHROOT.debootstrap.log" 2>&1 \
+    || { tail -30 "$CHROOT.debootstrap.log" >&2; exit 1; }
   printf 'deb %s %s main\n' "$MIRROR" "$SUITE" > "$CHROOT/etc/apt/sources.list"
+  # a mirror that serves a frozen copy of testing (as here) lets its Release's Valid-Until pass
+  echo 'Acquire::Check-Valid-Until "false";' > "$CHROOT/etc/apt/apt.conf.d/99kirei-valid-until"
   printf '#!/bin/sh\nexit 101\n' > "$CHROOT/usr/sbin/policy-rc.d"; chmod +x "$CHROOT/usr/sbin/policy-rc.d"
   chroot "$CHROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive \
     sh -c "apt-get update -qq && apt-get install -y -qq --no-install-recommends $PKGS >/dev/null && apt-get clean" \

@@ -198,6 +198,24 @@ def worker(tmp_path_factory):
     w.stop()
 
 
+CI_CACHE = os.environ.get("KIREI_CI_CACHE", "/var/cache/kirei-ci")
+IN_CHROOT = os.path.join(ROOT, ".ci", "in_chroot.sh")
+
+
+def host_chroot(suite, program, what):
+    """The Debian SUITE chroot with real GIMP and Krita that .ci/host_chroots.sh builds, checked to
+    hold PROGRAM; where there is none the test is skipped, saying how to build it (CI must have it)."""
+    path = os.path.join(CI_CACHE, "hosts-" + suite)
+    if not (os.path.exists(os.path.join(path, ".kirei-ready")) and os.path.exists(path + program)):
+        assert not os.environ.get("KIREI_REQUIRE_HOSTS"), f"CI built no {what} chroot at {path}"
+        pytest.skip(f"{what} runs in a Debian {suite} chroot, and there is none at {path}: build it with "
+                    f"`sudo bash .ci/host_chroots.sh` (about 4 minutes and 2 GB each)")
+    if os.geteuid() != 0:  # chroot and mount
+        assert not os.environ.get("KIREI_REQUIRE_HOSTS"), f"CI must run the {what} test as root"
+        pytest.skip(f"{what} runs in the chroot at {path}, which needs root")
+    return path
+
+
 PY27_CHROOT = os.environ.get("KIREI_PY27_CHROOT", "/var/cache/kirei-ci/py27-bullseye")
 
 

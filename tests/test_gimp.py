@@ -1,5 +1,6 @@
-"""The GIMP 3 plug-in in real GIMP 3.0 (a Debian 13 chroot that .ci/run builds and caches): installed as a user installs it, registered in the menu, run in batch through a real
-worker on 127.0.0.1, with pytest running inside GIMP. The new layers' pixels are compared here
+"""The GIMP 3 plug-in in real GIMP 3.0 and 3.2 (Debian 13 and 14 chroots that .ci/host_chroots.sh
+builds and caches): installed as a user installs it, registered in the menu, run in batch through a
+real worker on 127.0.0.1, with pytest running inside GIMP. The new layers' pixels are compared here
 with the engine's own answer. Skipped (saying how to get it) where there is no such chroot."""
 import json
 import os
@@ -15,9 +16,9 @@ from core.blend import stamp
 from core.pipeline import Options
 from core.profile import Profile, load_profile, save_profile
 from core.region import restore_region
-from tests.conftest import virtual_display, ROOT, RunningWorker, picture
+from tests.conftest import IN_CHROOT, ROOT, RunningWorker, host_chroot, picture, virtual_display
 
-CHROOT = os.environ.get("KIREI_GIMP3_CHROOT", "/var/cache/kirei-ci/gimp3-trixie")
+GIMPS = {"3.0": "trixie", "3.2": "forky"}  # GIMP version -> the Debian release whose chroot has it
 
 
 def _write_cases(work):
@@ -65,10 +66,9 @@ def _expected(case, src, work):
                           options=Options(scale=s))
 
 
-def test_plugin_in_real_gimp3(tmp_path):
-    if not os.path.exists(os.path.join(CHROOT, ".kirei-ready")):
-        assert not os.environ.get("KIREI_REQUIRE_HOSTS"), f"CI built no GIMP 3 chroot at {CHROOT}"
-        pytest.skip(f"no GIMP 3 chroot at {CHROOT}: build it with `sudo bash .ci/debian_chroot.sh gimp3-trixie trixie \"gimp python3-pytest\"`")
+@pytest.mark.parametrize("version", GIMPS)
+def test_plugin_in_real_gimp3(version, tmp_path):
+    chroot = host_chroot(GIMPS[version], "/usr/bin/gimp-console", f"GIMP {version}")
     work = str(tmp_path)
     cases, sources = _write_cases(work)
     # install the plug-in as a user would: cp -rL plugins/gimp/kirei <profile>/plug-ins/
@@ -86,14 +86,15 @@ def test_plugin_in_real_gimp3(tmp_path):
                        GIMP3_DIRECTORY="/project/gimp3-home", KIREI_SERVER_URL=worker.url,
                        KIREI_TOKEN_FILE="/project/token", PYTEST_ARGS="-q -rA /project/test_in_gimp.py",
                        DISPLAY=display)
-            p = subprocess.run(["timeout", "600", os.path.join(ROOT, "tests", "gimp", "gimp3-run.sh"), CHROOT, work,
-                                "gimp-console-3.0", "-i", "--batch-interpreter=python-fu-eval", "-b",
+            p = subprocess.run(["timeout", "600", IN_CHROOT, chroot, "--bind", work + ":/project", "--cd", "/project",
+                                "gimp-console", "-i", "--batch-interpreter=python-fu-eval", "-b",
                                 "exec(open('/project/gimp_pytest.py').read())", "--quit"],
                                env=env, capture_output=True, text=True)
         finally:
             worker.stop()
     out = p.stdout + p.stderr
     assert p.returncode == 0, out[-6000:]
+    assert f"in GIMP {version}." in out, out[-3000:]  # the GIMP this test is for
     assert f"{len(cases) + 7 + bool(display)} passed" in out, out[-3000:]
     for case in cases:
         src = sources[case["input"]]

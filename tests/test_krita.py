@@ -1,9 +1,10 @@
-"""The Krita plugin in real Krita: pytest inside kritarunner (headless) drives it on real documents
-against a real worker, and a full Krita under Xvfb loads the installed plugin and restores from
-the docker's button. The pixels Krita ends up with are compared here with the engine's answer.
+"""The Krita plugin in real Krita 5.1 (this machine's Debian 12), 5.2 and 5.3 (Debian 13 and 14
+chroots that .ci/host_chroots.sh builds): pytest inside kritarunner (headless) drives it on real
+documents against a real worker, and a full Krita under Xvfb loads the installed plugin and restores
+from the docker's button. The pixels Krita ends up with are compared here with the engine's answer.
 
-Needs Debian's krita and python3-pyqt5 (and xvfb for the GUI test), which .ci/run installs;
-elsewhere these tests are skipped and say so.
+Krita 5.1 needs Debian's krita and python3-pyqt5 (and xvfb for the GUI test), which .ci/run
+installs; the others need their chroot. Elsewhere these tests are skipped and say so.
 """
 import json
 import os
@@ -17,10 +18,12 @@ from core.blend import stamp
 from core.pipeline import Options
 from core.profile import Profile, load_profile, save_profile
 from core.region import restore_region
-from tests.conftest import ROOT, RunningWorker, display_report, picture, virtual_display
+from tests.conftest import (CI_CACHE, IN_CHROOT, ROOT, RunningWorker, display_report, host_chroot, picture,
+                            virtual_display)
 
 KRITARUNNER = shutil.which("kritarunner")
-CACHE = os.environ.get("KIREI_CI_CACHE", "/var/cache/kirei-ci")
+CACHE = CI_CACHE
+KRITAS = {"5.1": None, "5.2": "trixie", "5.3": "forky"}  # Krita version -> Debian chroot (None: this machine)
 
 
 def _need(tool, what):
@@ -29,9 +32,9 @@ def _need(tool, what):
         pytest.skip(f"{what} is not installed (apt-get install krita python3-pyqt5 xvfb)")
 
 
-def krita_env(tmp, extra=None):
+def krita_env(tmp, extra=None, profile="krita-profile"):
     """Isolated XDG folders for Krita; its resource database is kept warm in the cache when possible."""
-    profile = os.path.join(CACHE, "krita-profile") if os.access(os.path.dirname(CACHE) or "/", os.W_OK) else tmp
+    profile = os.path.join(CACHE, profile) if os.access(os.path.dirname(CACHE) or "/", os.W_OK) else tmp
     env = dict(os.environ)
     for k in ("config", "data", "cache", "runtime"):
         os.makedirs(os.path.join(profile, k), exist_ok=True)
@@ -43,6 +46,43 @@ def krita_env(tmp, extra=None):
     env["PATH"] = os.pathsep.join(["/usr/bin", "/bin", env.get("PATH", "")])
     env.update(extra or {})
     return env
+
+
+class KritaHost:
+    """A real Krita of a given version: this machine's, or the one in a Debian chroot. Its profile
+    (resource database, settings, user plugins) is its own, kept warm in the CI cache."""
+
+    def __init__(self, version, tmp, program, gui=False):
+        self.version, self.suite, self.tmp = version, KRITAS[version], tmp
+        if self.suite is None:
+            _need(shutil.which(program) and (not gui or shutil.which("Xvfb")),
+                  f"Krita ({program})" + (" and Xvfb" if gui else ""))
+            self.chroot = None
+        else:  # its X server is this machine's Xvfb, whose socket the chroot is lent
+            _need(not gui or shutil.which("Xvfb"), "Xvfb")
+            self.chroot = host_chroot(self.suite, "/usr/bin/" + program, f"Krita {version}")
+        self.profile = "krita-profile" + (f"-{self.suite}" if self.suite else "")
+
+    def env(self, extra):
+        """Krita's environment: its profile's XDG folders and EXTRA (all that gets into a chroot)."""
+        env = krita_env(self.tmp, extra, self.profile)
+        env["PASS_ENV"] = " ".join(["XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_RUNTIME_DIR", *extra])
+        self.folders = [os.path.dirname(env["XDG_CONFIG_HOME"]), self.tmp]
+        return env
+
+    def command(self, args, folders=(), cwd=None):
+        """ARGS as run in this Krita; in a chroot, FOLDERS, the profile's and the test's appear
+        inside at the same paths."""
+        if self.chroot is None:
+            return list(args)
+        binds = [a for f in dict.fromkeys([*self.folders, *folders]) for a in ("--bind", f)]
+        return [IN_CHROOT, self.chroot, *binds, *(["--cd", cwd] if cwd else []), *args]
+
+
+def _install(src, dst):
+    """A copy of a plugin folder as `cp -rL` makes it (kirei_client.py is a link into core/)."""
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(src, dst, symlinks=False)
 
 
 @pytest.fixture(scope="module")
@@ -105,21 +145,25 @@ def _expected(case, src, io):
     return canvas
 
 
-def test_plugin_in_kritarunner(krita_worker, tmp_path):
-    _need(KRITARUNNER, "Krita (kritarunner)")
+@pytest.mark.parametrize("version", KRITAS)
+def test_plugin_in_kritarunner(version, krita_worker, tmp_path):
+    krita = KritaHost(version, str(tmp_path), "kritarunner")
     io = str(tmp_path)
     cases, sources = _write_cases(io)
-    env = krita_env(io, {
-        "QT_QPA_PLATFORM": "offscreen", "KIREI_KRITA_IO": io, "KIREI_SERVER_URL": krita_worker.url,
-        "KIREI_TOKEN_FILE": krita_worker.token_file,
-        "PYTHONPATH": os.pathsep.join([os.path.join(ROOT, "plugins", "krita"), os.path.join(ROOT, "tests", "krita")])})
-    here = os.path.join(ROOT, "tests", "krita")
-    p = subprocess.run(["timeout", "600", KRITARUNNER, "-s", "kr_pytest", "-f", "main", "--", "-q", "-rA",
-                        "--confcutdir", here, "--rootdir", here, "-c", os.devnull,
-                        os.path.join(ROOT, "tests", "krita", "test_in_krita.py")],
-                       env=env, capture_output=True, text=True, cwd=io)
+    py = os.path.join(io, "py")  # the plugin and the tests, as Krita's Python finds them
+    _install(os.path.join(ROOT, "plugins", "krita", "kirei"), os.path.join(py, "kirei"))
+    here = os.path.join(py, "tests")
+    _install(os.path.join(ROOT, "tests", "krita"), here)
+    token = shutil.copy(krita_worker.token_file, io)
+    env = krita.env({"QT_QPA_PLATFORM": "offscreen", "KIREI_KRITA_IO": io, "KIREI_SERVER_URL": krita_worker.url,
+                     "KIREI_TOKEN_FILE": token, "PYTHONPATH": os.pathsep.join([py, here])})
+    p = subprocess.run(["timeout", "600", *krita.command(
+        ["kritarunner", "-s", "kr_pytest", "-f", "main", "--", "-q", "-rA", "--confcutdir", here, "--rootdir", here,
+         "-c", os.devnull, os.path.join(here, "test_in_krita.py")], cwd=io)],
+        env=env, capture_output=True, text=True, cwd=io)
     out = p.stdout + p.stderr
     assert p.returncode == 0, out[-6000:]
+    assert f"in Krita {version}." in out, out[-3000:]  # the Krita this test is for
     assert f"{len(cases) + 4} passed" in out, out[-3000:]
     for case in cases:
         src = sources[case["pixels"]]
@@ -146,22 +190,22 @@ def _enable_plugins(config_home, names):
         fh.write("\n".join(lines) + "\n")
 
 
-def test_plugin_in_krita_gui(krita_worker, tmp_path):
+@pytest.mark.parametrize("version", KRITAS)
+def test_plugin_in_krita_gui(version, krita_worker, tmp_path):
     """A full Krita under Xvfb loads the installed plugin (copied as `cp -rL` would), shows the
     docker, and restores from its Restore button; the window is saved as a screenshot."""
-    _need(shutil.which("krita") and shutil.which("Xvfb"), "Krita and Xvfb")
-    out = os.path.join(ROOT, "test-output", "krita-gui")
+    krita = KritaHost(version, str(tmp_path), "krita", gui=True)
+    out = os.path.join(ROOT, "test-output", "krita-gui-" + version)
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
-    env = krita_env(str(tmp_path), {"KIREI_GUITEST_OUT": out, "KIREI_SERVER_URL": krita_worker.url,
-                                    "KIREI_TOKEN_FILE": krita_worker.token_file})
+    token = shutil.copy(krita_worker.token_file, str(tmp_path))
+    env = krita.env({"KIREI_GUITEST_OUT": out, "KIREI_SERVER_URL": krita_worker.url, "KIREI_TOKEN_FILE": token,
+                     "DISPLAY": ""})
     env.pop("QT_QPA_PLATFORM", None)
     pykrita = os.path.join(env["XDG_DATA_HOME"], "krita", "pykrita")
-    for name in ("kirei", "kirei_guitest"):
-        shutil.rmtree(os.path.join(pykrita, name), ignore_errors=True)
-    shutil.copytree(os.path.join(ROOT, "plugins", "krita", "kirei"), os.path.join(pykrita, "kirei"), symlinks=False)
+    _install(os.path.join(ROOT, "plugins", "krita", "kirei"), os.path.join(pykrita, "kirei"))
     shutil.copy(os.path.join(ROOT, "plugins", "krita", "kirei.desktop"), pykrita)
-    shutil.copytree(os.path.join(ROOT, "tests", "krita", "kirei_guitest"), os.path.join(pykrita, "kirei_guitest"))
+    _install(os.path.join(ROOT, "tests", "krita", "kirei_guitest"), os.path.join(pykrita, "kirei_guitest"))
     shutil.copy(os.path.join(ROOT, "tests", "krita", "kirei_guitest.desktop"), pykrita)
     _enable_plugins(env["XDG_CONFIG_HOME"], ["kirei", "kirei_guitest"])
     rgba = (picture(96, 64, seed=8) * 255).astype(np.uint8)
@@ -171,21 +215,27 @@ def test_plugin_in_krita_gui(krita_worker, tmp_path):
     with virtual_display("1600x1000x24") as display:
         env["DISPLAY"] = display
         with open(os.path.join(out, "krita.log"), "wb") as log:
-            krita = subprocess.Popen(["krita", "--nosplash"], env=env, stdout=log, stderr=log)
+            proc = subprocess.Popen(krita.command(["krita", "--nosplash"], [out]), env=env, stdout=log,
+                                    stderr=log)
         try:
-            krita.wait(300)  # the guitest plugin quits Krita when it is done
+            proc.wait(300)  # the guitest plugin quits Krita when it is done
         except subprocess.TimeoutExpired:
             pass
         finally:
-            if krita.poll() is None:
-                krita.kill()
-                krita.wait()
+            if proc.poll() is None:
+                proc.terminate()  # in a chroot, the wrapper passes it on to Krita, then unmounts
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
         x_server = display_report(display=display)
     result = os.path.join(out, "result.json")
     assert os.path.exists(result), (open(os.path.join(out, "krita.log"), errors="replace").read()[-3000:]
                                     + "\n" + x_server)
     res = json.load(open(result))
     assert "traceback" not in res, res["traceback"]
+    assert res["krita_version"].startswith(version + "."), res["krita_version"]  # the Krita this test is for
     assert res["docker_found"] and res["docker_title"] == "Kirei" and res["action_found"]
     assert res["size"] == [192, 128]
     assert res["layers"][-1].startswith("Kirei x2"), res["layers"]

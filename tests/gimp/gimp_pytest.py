@@ -6,7 +6,9 @@ import os
 import sys
 
 import pytest
+from gi.repository import Gimp
 
+print("pytest in GIMP %s" % Gimp.version())
 if not getattr(sys, "argv", None):
     sys.argv = ["python-eval"]
 _rc = pytest.main(os.environ["PYTEST_ARGS"].split() + ["-p", "no:cacheprovider"])

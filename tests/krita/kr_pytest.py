@@ -16,6 +16,7 @@ def main(args):
         import pytest
         from krita import Krita
         Krita.instance().setBatchmode(True)
+        print("pytest in Krita %s" % Krita.instance().version())
         rc = int(pytest.main(list(args) + ["-p", "no:cacheprovider"]))
     except BaseException:  # SystemExit included
         import traceback
