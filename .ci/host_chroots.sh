@@ -3,14 +3,18 @@
 # plug-ins in: one per Debian release, both programs in each (they share the base system and Python):
 #   hosts-trixie  Debian 13: GIMP 3.0, Krita 5.2
 #   hosts-forky   Debian 14 (testing): GIMP 3.2, Krita 5.3
+#   hosts-krita6  Debian 14 with experimental's Krita 6 (Qt 6, PyQt6; no PyQt5 in it)
 # (Krita 5.1 is this machine's own Debian 12 krita, which .ci/run installs.) Built once, then cached
 # by .ci/debian_chroot.sh in $KIREI_CI_CACHE. Run as root; says how long each took and what it holds.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-PKGS="gimp krita python3-pyqt5 python3-pytest"
-for suite in trixie forky; do
+build() {  # NAME SUITE PACKAGES [FROM]
+  local t0 chroot held
   t0=$(date +%s)
-  chroot=$(bash "$HERE/debian_chroot.sh" "hosts-$suite" "$suite" "$PKGS" | tail -n 1)
-  held=$(chroot "$chroot" dpkg-query -W -f '${Package} ${Version}, ' gimp krita python3)
+  chroot=$(bash "$HERE/debian_chroot.sh" "$@" | tail -n 1)
+  held=$(chroot "$chroot" dpkg-query -W -f '${Package} ${Version}, ' gimp krita python3 2>/dev/null || true)
   echo "$chroot ready in $(( $(date +%s) - t0 )) s: ${held%, }"
-done
+}
+build hosts-trixie trixie "gimp krita python3-pyqt5 python3-pytest"
+build hosts-forky forky "gimp krita python3-pyqt5 python3-pytest"
+build hosts-krita6 forky "krita python3-pyqt6 python3-pytest" experimental

@@ -202,13 +202,13 @@ CI_CACHE = os.environ.get("KIREI_CI_CACHE", "/var/cache/kirei-ci")
 IN_CHROOT = os.path.join(ROOT, ".ci", "in_chroot.sh")
 
 
-def host_chroot(suite, program, what):
-    """The Debian SUITE chroot with real GIMP and Krita that .ci/host_chroots.sh builds, checked to
-    hold PROGRAM; where there is none the test is skipped, saying how to build it (CI must have it)."""
-    path = os.path.join(CI_CACHE, "hosts-" + suite)
+def host_chroot(name, program, what):
+    """The Debian chroot hosts-NAME with real GIMP and Krita that .ci/host_chroots.sh builds, checked
+    to hold PROGRAM; where there is none the test is skipped, saying how to build it (CI must have it)."""
+    path = os.path.join(CI_CACHE, "hosts-" + name)
     if not (os.path.exists(os.path.join(path, ".kirei-ready")) and os.path.exists(path + program)):
         assert not os.environ.get("KIREI_REQUIRE_HOSTS"), f"CI built no {what} chroot at {path}"
-        pytest.skip(f"{what} runs in a Debian {suite} chroot, and there is none at {path}: build it with "
+        pytest.skip(f"{what} runs in a Debian chroot, and there is none at {path}: build it with "
                     f"`sudo bash .ci/host_chroots.sh` (about 4 minutes and 2 GB each)")
     if os.geteuid() != 0:  # chroot and mount
         assert not os.environ.get("KIREI_REQUIRE_HOSTS"), f"CI must run the {what} test as root"

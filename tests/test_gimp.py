@@ -18,7 +18,7 @@ from core.profile import Profile, load_profile, save_profile
 from core.region import restore_region
 from tests.conftest import IN_CHROOT, ROOT, RunningWorker, host_chroot, picture, virtual_display
 
-GIMPS = {"3.0": "trixie", "3.2": "forky"}  # GIMP version -> the Debian release whose chroot has it
+GIMPS = {"3.0": "trixie", "3.2": "forky"}  # GIMP version -> its Debian chroot (.ci/host_chroots.sh)
 
 
 def _write_cases(work):

@@ -1,5 +1,5 @@
-"""The Krita plugin in real Krita 5.1 (this machine's Debian 12), 5.2 and 5.3 (Debian 13 and 14
-chroots that .ci/host_chroots.sh builds): pytest inside kritarunner (headless) drives it on real
+"""The Krita plugin in real Krita 5.1 (this machine's Debian 12), 5.2, 5.3 and 6.0 (Qt 6, PyQt6) (Debian
+13, 14 and experimental chroots that .ci/host_chroots.sh builds): pytest inside kritarunner (headless) drives it on real
 documents against a real worker, and a full Krita under Xvfb loads the installed plugin and restores
 from the docker's button. The pixels Krita ends up with are compared here with the engine's answer.
 
@@ -23,7 +23,8 @@ from tests.conftest import (CI_CACHE, IN_CHROOT, ROOT, RunningWorker, display_re
 
 KRITARUNNER = shutil.which("kritarunner")
 CACHE = CI_CACHE
-KRITAS = {"5.1": None, "5.2": "trixie", "5.3": "forky"}  # Krita version -> Debian chroot (None: this machine)
+# Krita version -> its Debian chroot (.ci/host_chroots.sh; None: this machine's Krita)
+KRITAS = {"5.1": None, "5.2": "trixie", "5.3": "forky", "6.0": "krita6"}
 
 
 def _need(tool, what):
@@ -53,15 +54,15 @@ class KritaHost:
     (resource database, settings, user plugins) is its own, kept warm in the CI cache."""
 
     def __init__(self, version, tmp, program, gui=False):
-        self.version, self.suite, self.tmp = version, KRITAS[version], tmp
-        if self.suite is None:
+        self.version, self.chroot_name, self.tmp = version, KRITAS[version], tmp
+        if self.chroot_name is None:
             _need(shutil.which(program) and (not gui or shutil.which("Xvfb")),
                   f"Krita ({program})" + (" and Xvfb" if gui else ""))
             self.chroot = None
         else:  # its X server is this machine's Xvfb, whose socket the chroot is lent
             _need(not gui or shutil.which("Xvfb"), "Xvfb")
-            self.chroot = host_chroot(self.suite, "/usr/bin/" + program, f"Krita {version}")
-        self.profile = "krita-profile" + (f"-{self.suite}" if self.suite else "")
+            self.chroot = host_chroot(self.chroot_name, "/usr/bin/" + program, f"Krita {version}")
+        self.profile = "krita-profile" + (f"-{self.chroot_name}" if self.chroot_name else "")
 
     def env(self, extra):
         """Krita's environment: its profile's XDG folders and EXTRA (all that gets into a chroot)."""

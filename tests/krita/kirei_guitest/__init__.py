@@ -7,8 +7,13 @@ import time
 import traceback
 
 from krita import Extension, Krita
-from PyQt5.QtCore import QTimer
-from PyQt5.QtWidgets import QApplication, QComboBox, QDockWidget, QLabel, QPushButton
+
+from kirei.qt import QtCore, QtWidgets  # the binding this Krita runs on: PyQt5 (Krita 5) or PyQt6 (Krita 6)
+
+QTimer = QtCore.QTimer
+QApplication, QComboBox, QDockWidget, QLabel, QPushButton = (QtWidgets.QApplication, QtWidgets.QComboBox,
+                                                             QtWidgets.QDockWidget, QtWidgets.QLabel,
+                                                             QtWidgets.QPushButton)
 
 OUT = os.environ.get("KIREI_GUITEST_OUT")
 
