@@ -1,9 +1,8 @@
 """Choosing the torch device: auto picks CUDA, then Apple's MPS, then the CPU."""
 import torch
 
+from .defaults import DEVICES
 from .errors import KireiError
-
-DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 def _mps_available():

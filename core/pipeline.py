@@ -9,14 +9,13 @@ import numpy as np
 
 from . import imageio
 from .blend import luma
+from .defaults import DEFAULT_TILE, METHODS, SCALES
 from .dewatermark import remove_with_profile
 from .errors import KireiError
 from .models import DEFAULT_MODEL
-from .tiling import DEFAULT_TILE, run_tiled
+from .tiling import run_tiled
 from .upscale import LanczosUpscaler
 
-SCALES = (1, 2, 4)
-METHODS = ("learned", "classic")
 MIN_TILE = 64  # out of memory: tiles are halved down to this before giving up
 
 
@@ -53,7 +52,8 @@ def check_profile_size(profile_size, width, height, name="the picture", profile_
     """The one check that a profile of profile_size = (width, height) fits a width x height picture."""
     if tuple(profile_size) != (width, height):
         raise KireiError(f"{name} is {width}x{height} but {profile_name} is "
-                         f"{profile_size[0]}x{profile_size[1]}: a profile belongs to pictures of its own size")
+                         f"{profile_size[0]}x{profile_size[1]}: a profile belongs to pictures of its own size "
+                         "(resized, it leaves the stamp's edges behind); measure one from pictures of this size")
 
 
 def remove_watermark(pixels, profile):
@@ -67,8 +67,10 @@ def remove_watermark(pixels, profile):
     return out
 
 
-def restore_pixels(pixels, profile=None, options=Options(), out_dtype=np.float32, progress=None):
-    """Remove the watermark (when a profile is given) and upscale; returns out_dtype pixels."""
+def restore_pixels(pixels, profile=None, options=None, out_dtype=np.float32, progress=None):
+    """Remove the watermark (when a profile is given) and upscale; returns out_dtype pixels.
+    progress(fraction), if given, is called as the tiles are done (see tiling.run_tiled)."""
+    options = options or Options()  # made per call: its default method asks whether weights are installed
     if options.scale not in SCALES:
         raise KireiError(f"scale must be one of {', '.join(map(str, SCALES))}, not {options.scale}")
     if options.method not in METHODS:
@@ -123,8 +125,8 @@ def _restore_learned(pixels, profile, options, out_dtype, progress):
             torch.cuda.empty_cache()
 
 
-def restore_picture(picture, profile=None, options=Options()):
+def restore_picture(picture, profile=None, options=None, progress=None):
     """A restored imageio.Picture: same mode and bit depth, size x scale, ICC profile kept."""
     out = restore_pixels(picture.pixels, profile, options,
-                         out_dtype=imageio.dtype_for_bit_depth(picture.bit_depth))
+                         out_dtype=imageio.dtype_for_bit_depth(picture.bit_depth), progress=progress)
     return imageio.Picture(out, bit_depth=picture.bit_depth, icc_profile=picture.icc_profile, format="PNG")

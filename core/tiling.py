@@ -15,10 +15,9 @@ no edge shows. The grid is anchored at the picture's origin.
 """
 import numpy as np
 
+from .defaults import DEFAULT_TILE
 from .imageio import from_float
 from .interrupt import polling
-
-DEFAULT_TILE = 512
 
 
 def tile_boxes(height, width, tile):

@@ -123,3 +123,18 @@ def test_cross_faded_tiles_of_a_tile_dependent_upscaler_show_no_edge():
         inside = np.median(d_blend)  # most columns/rows are inside a tile, away from any fade
         assert d_blend.max() < 2 * inside, (d_blend.max(), inside)
         assert d_hard.max() > 4 * inside, (d_hard.max(), inside)  # the check sees a seam when there is one
+
+
+@pytest.mark.parametrize("method", ["classic", "learned"])
+def test_a_picture_reports_its_progress_tile_by_tile(method):
+    """restore_picture passes progress to the tiler: one step per tile (what the command line shows
+    for a picture that takes minutes), rising to 1."""
+    from core import imageio
+    from core.pipeline import Options, restore_picture
+    pic = imageio.Picture(picture(150, 110, seed=3), bit_depth=8, format="PNG")
+    seen = []
+    restore_picture(pic, options=Options(scale=2, method=method, model="kirei-fast", tile=32), progress=seen.append)
+    assert seen[0] == 0.0 and seen[-1] == 1.0 and seen == sorted(seen)
+    done = sorted(set(f for f in seen if f > 0))  # after each tile: 1/n, 2/n, ... 1
+    assert len(done) == (5 * 4 if method == "classic" else len(done)) > 1
+    np.testing.assert_allclose(done, np.arange(1, len(done) + 1) / len(done))

@@ -1,0 +1,7 @@
+"""What the command line offers, and its defaults: importable without torch, numpy or scipy, so
+that `python -m core` checks its arguments (and prints --help) at once, before any of them loads.
+Each is defined here only; the modules that use them import them from here."""
+SCALES = (1, 2, 4)
+METHODS = ("learned", "classic")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DEFAULT_TILE = 512  # tile side in input pixels: bounds the memory one picture takes
