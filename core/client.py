@@ -203,17 +203,27 @@ def make_private_dir(folder):
                 raise
 
 
-def _write_json(path, data):
+def _write_file(path, data):
+    """Write bytes to path atomically: the file is whole or not there (a temporary beside it, renamed)."""
     make_private_dir(os.path.dirname(path))
     tmp = path + ".%d.tmp" % os.getpid()
-    with open(tmp, "w") as fh:
-        json.dump(data, fh)
-    if hasattr(os, "replace"):
-        os.replace(tmp, path)
-    else:  # Python 2.7: rename replaces on POSIX; on Windows the old file must go first
-        if sys.platform == "win32" and os.path.exists(path):
-            os.remove(path)
-        os.rename(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        if hasattr(os, "replace"):
+            os.replace(tmp, path)
+        else:  # Python 2.7: rename replaces on POSIX; on Windows the old file must go first
+            if sys.platform == "win32" and os.path.exists(path):
+                os.remove(path)
+            os.rename(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _write_json(path, data):
+    _write_file(path, json.dumps(data, sort_keys=True).encode("utf-8"))
 
 
 def read_token(path):
@@ -233,6 +243,89 @@ def read_token(path):
         raise KireiClientError("the worker's token file %s holds characters other than ASCII letters, digits and "
                                "punctuation: write a plain ASCII token there (or delete it to get a new one)" % path)
     return token
+
+
+# ------------------------------------------------------------------ named profiles
+# A watermark profile kept by name in the config folder, so that the command line (estimate --save,
+# restore --profile NAME, profiles list) and both plugins find the same ones: profiles/NAME.png is
+# the profile, profiles/NAME.json a record of how it was made (optional; keys: "made" ISO 8601 date,
+# "size" [w, h], "by" what made it, "report" the estimate's one-line report, "pictures" how many it was
+# measured from, "bbox" [x0, y0, x1, y1] of the stamp, "mean_opacity").
+PROFILES_DIR = "profiles"
+PROFILE_NAME_MAX = 64
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
+# names Windows keeps for devices, whatever the extension: a file can't be called so there
+_RESERVED_NAMES = frozenset(["con", "prn", "aux", "nul"] + ["com%d" % i for i in range(1, 10)]
+                            + ["lpt%d" % i for i in range(1, 10)])
+
+
+def profile_name_problem(name):
+    """Why `name` can't name a stored profile, or None when it can. A name is 1 to 64 ASCII letters,
+    digits, '-' and '_', starting with a letter or digit: a valid file name on every system, never a
+    path, and never mistaken for an option on a command line."""
+    rule = "a profile name is 1 to %d letters, digits, '-' or '_', starting with a letter or digit" % PROFILE_NAME_MAX
+    if not name or len(name) > PROFILE_NAME_MAX or not set(name) <= _NAME_CHARS or name[0] in "-_":
+        return "%s: '%s' is not one" % (rule, name)
+    if name.lower() in _RESERVED_NAMES:
+        return "'%s' can't name a profile: Windows keeps that name for a device" % (name,)
+    return None
+
+
+def profiles_dir(config=None):
+    return os.path.join(config or config_dir(), PROFILES_DIR)
+
+
+def profile_path(name, config=None, ext=".png"):
+    """Where the profile called `name` is kept (ext ".json": its record); a KireiClientError for a bad name."""
+    problem = profile_name_problem(name)
+    if problem:
+        raise KireiClientError(problem)
+    return os.path.join(profiles_dir(config), name + ext)
+
+
+def profile_names(config=None):
+    """The stored profiles' names, sorted case-insensitively ([] when there are none)."""
+    try:
+        files = os.listdir(profiles_dir(config))
+    except OSError:
+        return []
+    names = [f[:-4] for f in files if f.endswith(".png") and profile_name_problem(f[:-4]) is None]
+    return sorted(names, key=lambda n: (n.lower(), n))
+
+
+def profile_record(name, config=None):
+    """What the record of a stored profile says ({} when it has none, or one that can't be read)."""
+    rec = _read_json(profile_path(name, config, ".json"))
+    return rec if isinstance(rec, dict) else {}
+
+
+def store_profile(name, data, record=None, config=None):
+    """Keep a profile's PNG file bytes under `name`, replacing any profile of that name, with its
+    record (a dict, see above) when given. Returns the profile's path."""
+    path = profile_path(name, config)
+    _write_file(path, bytes(data))
+    if record is not None:
+        _write_json(profile_path(name, config, ".json"), record)
+    else:
+        _remove_if_there(profile_path(name, config, ".json"))  # a replaced profile's record isn't this one's
+    return path
+
+
+def remove_profile(name, config=None):
+    """Delete the profile called `name` and its record; a KireiClientError when there is none."""
+    path = profile_path(name, config)
+    if not os.path.isfile(path):
+        raise KireiClientError("there is no stored profile called '%s'" % (name,))
+    os.remove(path)
+    _remove_if_there(profile_path(name, config, ".json"))
+
+
+def _remove_if_there(path):
+    try:
+        os.remove(path)
+    except OSError as e:
+        if e.errno != errno.ENOENT:
+            raise
 
 
 # ------------------------------------------------------------------ results
