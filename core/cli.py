@@ -1,29 +1,29 @@
-"""The command line: `python -m core restore ...` and `python -m core estimate ...`.
+"""The command line: `python -m core restore ...`, `estimate ...`, `profiles ...`, `serve`, `train`, `models`.
 
 The contract is in ../shared/DESIGN.md. Errors are one line, `kirei: error: ...`, with a
 non-zero exit; nothing is half-written (outputs are written atomically). In a batch, a bad
 input fails alone and the others are still restored (exit 1 then).
+
+Arguments are checked before anything heavy loads: this module and what it imports at the top
+are light (no torch, numpy or scipy), the engine is imported inside the commands, and only the
+command being run gets its arguments (serve's and train's defaults come from heavier modules).
 """
 import argparse
 import os
 import sys
 import tempfile
+import textwrap
 from collections import Counter
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import replace
+from datetime import datetime
 
 from tqdm import tqdm
 
-from . import __version__, imageio
-from .devices import DEVICES, resolve_device
+from . import __version__, client
+from .defaults import DEFAULT_TILE, DEVICES, METHODS, SCALES
 from .errors import KireiError
-from .jpeg_traces import went_through_jpeg
-from .estimate import estimate_profile, preview
 from .models import DEFAULT_MODEL
-from .pipeline import METHODS, SCALES, Options, check_profile_size, restore_picture
-from .profile import load_profile, save_profile
-from .protocol import DEFAULT_MAX_BODY_MB, DEFAULT_MAX_PIXELS
-from .tiling import DEFAULT_TILE
 
 EXIT_FAILED_INPUTS = 1
 EXIT_USAGE = 2
@@ -32,71 +32,200 @@ EXIT_NOT_FOUND = 3  # estimate: no watermark, or none that can be trusted; nothi
 # assumed to share its watermark, which is then measured from the batch itself
 BLIND_BATCH_MIN = 3
 BLIND_BATCH_MAX = 40
+GOOD_ESTIMATE = 8  # pictures from which estimate measures a stamp well, in practice (MIN_PICTURES is its floor)
 
 
 def say(message):
     print(f"kirei: {message}", file=sys.stderr)
 
 
+def _says_default(action):
+    """Whether an option's default is worth saying in its help (not None, off, or hidden)."""
+    d = action.default
+    return bool(action.option_strings) and d is not None and d is not False and d is not argparse.SUPPRESS
+
+
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """Each option's default after its help, where it is worth saying and the help doesn't say it.
+    Descriptions are wrapped by _Parser (paragraphs kept)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        return text + " (default: %(default)s)" if _says_default(action) and "default" not in text else text
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, describe=None, **kwargs):
+        kwargs.setdefault("formatter_class", _Help)
+        super().__init__(*args, **kwargs)
+        self._describe = describe  # a description made only when help is printed (it may import the engine)
+        self.description = self.description and _paragraphs(self.description)
+
+    def add_argument(self, *args, **kwargs):
+        action = super().add_argument(*args, **kwargs)
+        if action.help is None and _says_default(action):  # an option without help still shows its default
+            action.help = "default: %(default)s"
+        return action
+
+    def format_help(self):
+        if self._describe is not None:
+            self.description = _paragraphs(self._describe())
+        return super().format_help()
+
     def error(self, message):  # one line, not argparse's usage block
-        command = self.prog.split()[-1]
-        say(f"error: {message} (see `python -m core{'' if command == 'core' else ' ' + command} --help`)")
+        command = " ".join(self.prog.split()[3:])
+        say(f"error: {message} (see `python -m core{' ' + command if command else ''} --help`)")
         sys.exit(EXIT_USAGE)
 
 
-def build_parser():
-    p = _Parser(prog="python -m core", description="Kirei: remove a stamped watermark and upscale anime pictures.")
-    p.add_argument("--version", action="version", version=f"kirei {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+def _paragraphs(text):
+    """Text wrapped to a terminal's width, its paragraphs (blank-line separated) kept."""
+    return "\n\n".join(textwrap.fill(" ".join(t.split()), 78) for t in text.split("\n\n"))
 
-    r = sub.add_parser("restore", help="remove the watermark and upscale pictures",
-                       description="Writes OUTDIR/<stem>.png for every input: same mode, size x scale.")
-    r.add_argument("inputs", nargs="+", metavar="INPUT")
-    r.add_argument("-o", "--output", required=True, metavar="OUTDIR")
-    r.add_argument("--scale", type=int, choices=SCALES, default=2)
+
+def _at_least(low, what):
+    def number(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a whole number, not '{text}'") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{what} must be at least {low}, not {value}")
+        return value
+    return number
+
+
+def _device(text):
+    name = text.lower()
+    if name not in DEVICES:
+        raise argparse.ArgumentTypeError(f"unknown device '{text}': choose one of {', '.join(DEVICES)}")
+    return name
+
+
+def _profile_name(text):
+    problem = client.profile_name_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text
+
+
+def _restore_arguments(r):
+    r.add_argument("inputs", nargs="+", metavar="INPUT", help="pictures, or folders of pictures")
+    r.add_argument("-o", "--output", required=True, metavar="OUTDIR",
+                   help="the folder to write into (made if missing); an input is never overwritten")
+    r.add_argument("--scale", type=int, choices=SCALES, default=2, help="how many times larger")
     wm = r.add_mutually_exclusive_group()
-    wm.add_argument("--profile", metavar="P.png", help="the watermark's profile (from `estimate`)")
-    wm.add_argument("--no-dewatermark", action="store_true", help="upscale only")
+    wm.add_argument("--profile", metavar="NAME|P.png",
+                    help="the watermark's profile: the name of a stored one (`python -m core profiles list`) or "
+                         "a profile PNG written by `estimate` (a file of that name wins). Without it the watermark "
+                         "is removed blind (see above)")
+    wm.add_argument("--no-dewatermark", action="store_true", help="upscale only: leave any watermark in place")
     r.add_argument("--method", choices=METHODS, default=None,
-                   help="learned (the model; the default when its weights are installed) or classic")
+                   help="learned: the model (the default when its weights are installed); classic: exact "
+                        "inversion of a profile and Lanczos upscaling")
     r.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME",
-                   help=f"the learned model: {DEFAULT_MODEL} (default, best), kirei-fast (for slow machines), "
+                   help=f"the learned model: {DEFAULT_MODEL} (best), kirei-fast (for slow machines), "
                         "or a .safetensors file; `python -m core models` lists them")
     r.add_argument("--jpeg", choices=JPEG_CHOICES, default="auto",
-                   help="whether the inputs went through JPEG (the model then cleans its blocks and ringing too); "
-                        "auto: a JPEG file, or JPEG's traces in the pixels of another (default auto)")
-    r.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICES)} (default auto)")
-    r.add_argument("--tile", type=int, default=DEFAULT_TILE, metavar="N",
-                   help=f"tile size in input pixels, bounds memory (default {DEFAULT_TILE})")
+                   help="whether the inputs went through JPEG (the model then cleans its blocks and ringing "
+                        "too); auto: a JPEG file, or JPEG's traces in the pixels of another")
+    r.add_argument("--device", type=_device, default="auto", help=f"one of {', '.join(DEVICES)}; auto: a GPU "
+                   "if there is one")
+    r.add_argument("--tile", type=_at_least(16, "--tile"), default=DEFAULT_TILE, metavar="N",
+                   help="tile side in input pixels: bounds the memory a large picture takes")
 
-    e = sub.add_parser("estimate", help="measure the watermark shared by several pictures",
-                       description="Writes an RGBA PNG profile: RGB = watermark colour, A = opacity.")
-    e.add_argument("inputs", nargs="+", metavar="INPUT")
-    e.add_argument("-o", "--output", required=True, metavar="P.png")
+
+def _estimate_arguments(e):
+    e.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="pictures (or folders of them) of one size that carry the same watermark")
+    e.add_argument("-o", "--output", metavar="P.png", help="write the profile to this file")
+    e.add_argument("--save", type=_profile_name, metavar="NAME",
+                   help="store the profile by name in Kirei's config folder, for `restore --profile NAME` and the "
+                        "GIMP and Krita plugins")
+    e.add_argument("--replace", action="store_true",
+                   help="with --save: replace a stored profile of that name (without it, a name in use is refused)")
     e.add_argument("--preview", action="store_true",
-                   help="also write the profile over a grey checkerboard beside it, as P.preview.png")
+                   help="with -o: also write the profile over a grey checkerboard beside it, as P.preview.png")
     e.add_argument("--force", action="store_true",
-                   help="write the profile even when the checks find it implausible (default: refuse, exit 3)")
+                   help="write the profile even when the checks find it implausible (without it: refuse, exit 3)")
 
-    sub.add_parser("models", help="list the installed models: size, speed and scores",
-                   description="The models in core/weights, with what their records say.")
 
-    v = sub.add_parser("serve", help="run the worker that GIMP and Krita talk to (HTTP, see docs/protocol.md)",
-                       description="Prints the URL it listens on as its first line of output.")
-    v.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")
-    v.add_argument("--port", type=int, default=0, help="port (default 0: any free one)")
+def _describe_estimate():
+    from .estimate import MIN_PICTURES  # only for the help: it loads the engine
+    return (
+        "Measures the watermark that several pictures share and writes it as a profile: an RGBA PNG the "
+        "size of the pictures (RGB = the watermark's colour, A = its opacity), to a file (-o), by name "
+        "(--save), or both.\n\n"
+        f"It needs at least {MIN_PICTURES} pictures of the same size carrying the same watermark; in practice "
+        f"{GOOD_ESTIMATE} or more measure it well (the more pictures, the less of their own content is taken "
+        "for the stamp). Pictures of another size than most are left out.")
+
+
+def _profiles_arguments(p):
+    act = p.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=_Parser)
+    act.add_parser("list", help="the stored profiles: name, size, stamp, date",
+                   description="The stored profiles: name, size, where the stamp is and its mean opacity "
+                               "(when recorded), and when each was made.")
+    show = act.add_parser("show", help="one stored profile in detail", description="Where a stored profile is, "
+                          "its size, and how it was made (when recorded).")
+    show.add_argument("name", type=_profile_name, metavar="NAME")
+    rm = act.add_parser("remove", help="delete a stored profile", description="Deletes a stored profile.")
+    rm.add_argument("name", type=_profile_name, metavar="NAME")
+
+
+def _serve_arguments(v):
+    from .protocol import DEFAULT_MAX_BODY_MB, DEFAULT_MAX_PIXELS  # loads numpy and scipy, not torch
+    v.add_argument("--host", default="127.0.0.1", help="address to listen on; 127.0.0.1: this machine only")
+    v.add_argument("--port", type=int, default=0, help="port; 0: any free one")
     v.add_argument("--token-file", metavar="F",
                    help="file holding the bearer token (made, mode 0600, if missing; default: the config folder's)")
     v.add_argument("--idle-exit", type=float, default=0, metavar="SECONDS",
-                   help="exit after this long without requests or jobs (default 0: never)")
-    v.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICES)} (default auto)")
-    v.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="largest region, in pixels")
-    v.add_argument("--max-body-mb", type=int, default=DEFAULT_MAX_BODY_MB, help="largest request, in MiB")
-    t = sub.add_parser("train", help="train the model (see core/train.py), or export a run's weights",
-                       description="Resumes from OUT/checkpoint.pt when there is one.")
-    from .train import add_arguments
+                   help="exit after this long without requests or jobs; 0: never")
+    v.add_argument("--device", type=_device, default="auto", help=f"one of {', '.join(DEVICES)}")
+    v.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
+                   help="the largest region (and profile) a job may send, in pixels")
+    v.add_argument("--max-body-mb", type=int, default=DEFAULT_MAX_BODY_MB, metavar="MIB",
+                   help="the largest request, in MiB")
+
+
+def _train_arguments(t):
+    from .train import add_arguments  # loads torch: train's defaults live there
     add_arguments(t)
+
+
+# name: (arguments, one-line help, what --help says about it)
+COMMANDS = {
+    "restore": (_restore_arguments, "remove the watermark and upscale pictures", (
+        "Writes OUTDIR/<name>.png for every input: same mode, size x scale.\n\n"
+        "With --profile, the watermark it describes is removed. Without, it is removed blind: pictures of one "
+        f"size, {BLIND_BATCH_MIN} or more of them, are taken to share their watermark, which is measured from "
+        f"them (up to {BLIND_BATCH_MAX}) and removed from each, as a profile would be; a picture with no "
+        "such company, or whose batch shows no watermark that can be trusted, is cleaned by the learned "
+        "model on its own (the classic method then only upscales it).")),
+    "estimate": (_estimate_arguments, "measure the watermark shared by several pictures", _describe_estimate),
+    "profiles": (_profiles_arguments, "list, show or remove stored profiles (estimate --save NAME)",
+                 "The profiles stored by name (`estimate --save NAME`), kept in Kirei's config folder; "
+                 "`restore --profile NAME` and the GIMP and Krita plugins use them."),
+    "models": (None, "list the installed models: size, speed and scores",
+               "The models in core/weights, with what their records say."),
+    "serve": (_serve_arguments, "run the worker that GIMP and Krita talk to (HTTP, see docs/protocol.md)",
+              "Prints the URL it listens on as its first line of output."),
+    "train": (_train_arguments, "train the model (see core/train.py), or export a run's weights",
+              "Resumes from OUT/checkpoint.pt when there is one."),
+}
+
+
+def build_parser(commands=None):
+    """The parser; only the commands named (all when None) get their arguments, so that parsing one
+    command imports only what its own defaults need."""
+    p = _Parser(prog="python -m core", description="Kirei: remove a stamped watermark and upscale anime pictures.")
+    p.add_argument("--version", action="version", version=f"kirei {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+    for name, (arguments, line, about) in COMMANDS.items():
+        describe = about if callable(about) else None
+        c = sub.add_parser(name, help=line, description=None if describe else about, describe=describe)
+        if arguments is not None and (commands is None or name in commands):
+            arguments(c)
     return p
 
 
@@ -198,6 +327,7 @@ def output_folder(folder):
 
 def _sizes(paths):
     """Each readable input's (width, height), read from its header only (cheap, even for a bomb)."""
+    from . import imageio
     sizes = {}
     for p in paths:
         try:
@@ -213,6 +343,8 @@ def _blind_profiles(paths, method):
     A watermark measured over many pictures is more exact than any single-picture guess, so
     both methods use it; the learned model removes the rest (single pictures) blind.
     """
+    from . import imageio
+    from .estimate import estimate_profile
     profiles = {}
     sizes = _sizes(paths)
     for size, count in Counter(sizes.values()).items():
@@ -263,14 +395,35 @@ def choose_method(requested, model=DEFAULT_MODEL):
         return "classic"
 
 
+def _stored_list():
+    names = client.profile_names()
+    return (f"stored profiles: {', '.join(names)}" if names else
+            "no profile is stored yet: `python -m core estimate --save NAME PICTURES` stores one")
+
+
+def find_profile(value):
+    """--profile's file: the file `value` names when there is one, else the stored profile of that
+    name. -> (path, how messages name it). A KireiError listing the stored names when neither exists."""
+    if os.path.lexists(value) or client.profile_name_problem(value):
+        return value, None  # a path: load_profile says what is wrong with it, if anything
+    path = client.profile_path(value)
+    if not os.path.isfile(path):
+        raise KireiError(f"--profile {value}: no such file, nor a stored profile of that name ({_stored_list()})")
+    return path, f"the stored profile '{value}'"
+
+
 def cmd_restore(args):
+    from .devices import resolve_device
+    from .profile import PROFILE_NAME, load_profile
     inputs = expand_inputs(args.inputs)
     if not inputs:
         raise KireiError("no pictures to restore")
     resolve_device(args.device)
-    if args.tile < 16:
-        raise KireiError(f"--tile must be at least 16 pixels, not {args.tile}")
-    profile = load_profile(args.profile) if args.profile else None
+    profile = None
+    if args.profile:
+        path, called = find_profile(args.profile)
+        profile = load_profile(path)
+        args.profile, args.profile_called = path, called or PROFILE_NAME
     method = choose_method(args.method, args.model)
     plan, refused = plan_outputs(inputs, args.output, args.profile)
     for message in refused:
@@ -282,8 +435,24 @@ def cmd_restore(args):
     return EXIT_FAILED_INPUTS if failed or refused else 0
 
 
+def _tile_bar(path):
+    """A bar for the tiles of one picture (a large one takes minutes), gone when it is done."""
+    return tqdm(total=100, desc=os.path.basename(path), unit="%", leave=False, file=sys.stderr, disable=None,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]")
+
+
+def _progress_to(bar):
+    """progress(fraction) that moves a 0..100 bar."""
+    def progress(fraction):
+        bar.update(round(fraction * 100) - bar.n)
+    return progress
+
+
 def _restore_all(plan, profile, method, args):
     """Restore each input to its planned output; a bad input fails alone. -> (failed, written)."""
+    from . import imageio
+    from .jpeg_traces import went_through_jpeg
+    from .pipeline import Options, check_profile_size, restore_picture
     blind_mode = not args.profile and not args.no_dewatermark
     blind = _blind_profiles(list(plan), method) if blind_mode else {}
     options = Options(scale=args.scale, method=method, device=args.device, tile=args.tile, blind=blind_mode,
@@ -293,13 +462,15 @@ def _restore_all(plan, profile, method, args):
         try:
             picture = imageio.load_picture(path)
             use = profile if profile is not None else blind.get(picture.size)
-            if use is not None:
-                check_profile_size(use.size, *picture.size, name=path)
+            if profile is not None:
+                check_profile_size(profile.size, *picture.size, name=path, profile_name=args.profile_called)
             said = JPEG_CHOICES[args.jpeg]
             if said is None and picture.format == "JPEG":
                 said = True
             jpeg = method == "learned" and went_through_jpeg(picture.pixels, said)
-            imageio.save_picture(restore_picture(picture, use, replace(options, jpeg=jpeg)), out)
+            with _tile_bar(path) as bar:
+                result = restore_picture(picture, use, replace(options, jpeg=jpeg), progress=_progress_to(bar))
+            imageio.save_picture(result, out)
             written.append(out)
         except KireiError as e:
             failed.append(path)
@@ -319,6 +490,7 @@ def _restore_all(plan, profile, method, args):
 def _read_same_size(paths):
     """{path: RGB pixels} of the readable inputs of the most common size, and that size; the
     others are left out, each with one line."""
+    from . import imageio
     pictures = {}
     for path in tqdm(paths, desc="reading", unit="picture", file=sys.stderr, disable=None):
         try:
@@ -338,22 +510,40 @@ def _read_same_size(paths):
     return pictures, size
 
 
+def _check_estimate_targets(args):
+    """Refuse, before any measuring, what estimate could not write: no target at all, -o a folder
+    or an input, --save a name in use (without --replace)."""
+    if not args.output and not args.save:
+        raise KireiError("say where the profile goes: -o P.png (a file), --save NAME (stored by name), or both")
+    if args.preview and not args.output:
+        raise KireiError("--preview writes beside the -o file: give -o P.png too")
+    if args.output:
+        if os.path.isdir(args.output):
+            raise KireiError(f"-o {args.output} is a folder: name the profile file to write, e.g. "
+                             f"{os.path.join(args.output, 'profile.png')}")
+        victim = _overwritten_input(args.output, _owners(args.inputs))
+        if victim is not None:
+            raise KireiError(f"the profile {args.output} would overwrite the input {victim}")
+    if args.save and not args.replace and os.path.exists(client.profile_path(args.save)):
+        made = client.profile_record(args.save).get("made", "")
+        raise KireiError(f"a profile called '{args.save}' is already stored{' (made ' + made[:10] + ')' if made else ''}"
+                         ": add --replace to replace it, or choose another name")
+
+
 def cmd_estimate(args):
-    from .estimate import MIN_PICTURES
     args.inputs = expand_inputs(args.inputs)
-    if os.path.isdir(args.output):
-        raise KireiError(f"-o {args.output} is a folder: name the profile file to write, e.g. "
-                         f"{os.path.join(args.output, 'profile.png')}")
-    victim = _overwritten_input(args.output, _owners(args.inputs))
-    if victim is not None:
-        raise KireiError(f"the profile {args.output} would overwrite the input {victim}")
+    _check_estimate_targets(args)
+    from . import imageio
+    from .estimate import MIN_PICTURES, estimate_profile, preview
+    from .profile import profile_png, save_profile
     if len(args.inputs) < MIN_PICTURES:
         raise KireiError(f"estimate needs at least {MIN_PICTURES} pictures that carry the same watermark, "
                          f"got {len(args.inputs)}")
-    with output_folder(os.path.dirname(os.path.abspath(args.output))):
+    folder = output_folder(os.path.dirname(os.path.abspath(args.output))) if args.output else nullcontext()
+    with folder:
         pictures, size = _read_same_size(args.inputs)
         with tqdm(total=100, desc="measuring", unit="%", file=sys.stderr, disable=None) as bar:
-            found = estimate_profile(list(pictures.values()), progress=lambda f: bar.update(round(f * 100) - bar.n))
+            found = estimate_profile(list(pictures.values()), progress=_progress_to(bar))
         for p, k in zip(pictures, found.carries):
             if found.found and not k:
                 say(f"{p}: doesn't seem to carry the watermark (set aside)")
@@ -365,23 +555,122 @@ def cmd_estimate(args):
             say("no profile written: it would likely make the pictures worse. Restore them blind (without "
                 "--profile), measure from other pictures, or write it anyway with --force")
             return EXIT_NOT_FOUND
+        if args.output:
+            try:
+                save_profile(found.profile, args.output)
+                if args.preview:
+                    imageio.save_picture(imageio.Picture(preview(found.profile), bit_depth=8, format="PNG"),
+                                         preview_path(args.output))
+            except OSError as e:
+                raise KireiError(f"can't write the profile {args.output}: {e.strerror or e}") from None
+    if args.output:
+        print(f"profile written to {args.output} ({size[0]}x{size[1]}): {found.summary()}")
+        if args.preview:
+            print(f"preview written to {preview_path(args.output)}")
+    if args.save:
+        replaced = os.path.exists(client.profile_path(args.save))
         try:
-            save_profile(found.profile, args.output)
-            if args.preview:
-                imageio.save_picture(imageio.Picture(preview(found.profile), bit_depth=8, format="PNG"),
-                                     preview_path(args.output))
+            path = client.store_profile(args.save, profile_png(found.profile), _record(found, size, len(pictures)))
         except OSError as e:
-            raise KireiError(f"can't write the profile {args.output}: {e.strerror or e}") from None
-    print(f"profile written to {args.output} ({size[0]}x{size[1]}): {found.summary()}")
-    if args.preview:
-        print(f"preview written to {preview_path(args.output)}")
+            raise KireiError(f"can't store the profile in {client.profiles_dir()}: {e.strerror or e}") from None
+        print(f"profile {'replaced' if replaced else 'stored'} as '{args.save}' ({size[0]}x{size[1]}, {path})"
+              + ("" if args.output else f": {found.summary()}"))
+        print(f"restore with: python -m core restore --profile {args.save} -o OUTDIR PICTURES")
     return 0
+
+
+def _record(found, size, inputs):
+    """What a stored profile's record keeps of how it was made (see client's named profiles)."""
+    return {"made": datetime.now().astimezone().isoformat(timespec="seconds"), "size": list(size),
+            "by": f"python -m core estimate (kirei {__version__})", "report": found.summary(),
+            "pictures": int(found.carries.sum()), "inputs": inputs, "bbox": list(found.bbox) if found.bbox else None,
+            "mean_opacity": round(found.mean_opacity, 4)}
 
 
 def preview_path(profile_path):
     """Where --preview writes: beside the profile, P.png -> P.preview.png."""
     root, _ = os.path.splitext(profile_path)
     return root + ".preview.png"
+
+
+def _stored(name):
+    """A stored profile's path; a KireiError listing the stored names when there is none."""
+    path = client.profile_path(name)
+    if not os.path.isfile(path):
+        raise KireiError(f"there is no stored profile called '{name}' ({_stored_list()})")
+    return path
+
+
+def _when(name, record):
+    made = record.get("made")
+    if made:
+        return made[:16].replace("T", " ")
+    return datetime.fromtimestamp(os.path.getmtime(client.profile_path(name))).strftime("%Y-%m-%d %H:%M")
+
+
+def _stamp_text(record):
+    """Where a record says the stamp is ("x 4-120, y 33-160, mean opacity 0.36")."""
+    box, opacity = record.get("bbox"), record.get("mean_opacity")
+    if "bbox" in record and not box:
+        return "none"
+    if not box or opacity is None:
+        return "not recorded"
+    return f"x {box[0]}-{box[2]}, y {box[1]}-{box[3]}, mean opacity {opacity:.2f}"
+
+
+def _stamp_of(profile):
+    """Where a profile's stamp is and its mean opacity, as estimate reports them (for one without a record)."""
+    import numpy as np
+
+    from .estimate import FOUND_OPACITY
+    ys, xs = np.nonzero(profile.alpha >= FOUND_OPACITY)
+    if not len(xs):
+        return {"bbox": None}
+    return {"bbox": [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1],
+            "mean_opacity": float(profile.alpha[ys, xs].mean())}
+
+
+def cmd_profiles(args):
+    from . import imageio
+    if args.action == "list":
+        names = client.profile_names()
+        if not names:
+            print(f"no profile is stored yet ({client.profiles_dir()}): "
+                  "`python -m core estimate --save NAME PICTURES` stores one")
+            return 0
+        rows = []
+        for name in names:
+            rec = client.profile_record(name)
+            try:
+                w, h = imageio.read_size(client.profile_path(name))
+                size = f"{w}x{h}"
+            except KireiError:
+                size = "unreadable"
+            rows.append((name, size, "stamp " + _stamp_text(rec), _when(name, rec)))
+        widths = [max(len(r[i]) for r in rows) for i in range(3)]
+        for row in rows:
+            print("  ".join(col.ljust(wd) for col, wd in zip(row, widths + [0])).rstrip())
+        return 0
+    path = _stored(args.name)
+    if args.action == "remove":
+        client.remove_profile(args.name)
+        print(f"removed the profile '{args.name}' ({path})")
+        return 0
+    from .profile import load_profile
+    rec = client.profile_record(args.name)
+    profile = load_profile(path)
+    lines = [("path", path), ("size", "%dx%d" % profile.size), ("made", _when(args.name, rec))]
+    if rec.get("by"):
+        lines.append(("by", rec["by"]))
+    if rec.get("pictures"):
+        lines.append(("from", f"{rec['pictures']} pictures that carry the stamp, of {rec.get('inputs', '?')} read"))
+    if rec.get("report"):
+        lines.append(("found", rec["report"]))
+    lines.append(("stamp", _stamp_text(rec if rec.get("bbox") else _stamp_of(profile))))
+    lines.append(("use", f"python -m core restore --profile {args.name} -o OUTDIR PICTURES"))
+    for key, value in lines:
+        print(f"{key + ':':9}{value}")
+    return 0
 
 
 def cmd_models(args):
@@ -411,11 +700,14 @@ def cmd_train(args):
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    # the command is the first word that isn't an option (the top level has no option taking a value)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser({command}).parse_args(argv)
     try:
-        return {"restore": cmd_restore, "estimate": cmd_estimate, "serve": cmd_serve,
+        return {"restore": cmd_restore, "estimate": cmd_estimate, "profiles": cmd_profiles, "serve": cmd_serve,
                 "train": cmd_train, "models": cmd_models}[args.command](args)
-    except KireiError as e:
+    except (KireiError, client.KireiClientError) as e:
         say(f"error: {e}")
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -1,5 +1,8 @@
 """The command-line contract of DESIGN.md, run as a user runs it: `python -m core ...` in a subprocess."""
+import argparse
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -7,7 +10,7 @@ import torch
 from PIL import Image
 
 from core.profile import Profile, load_profile, save_profile
-from tests.conftest import run_cli
+from tests.conftest import ROOT, run_cli
 from tests.test_imageio import bomb_png
 
 
@@ -368,3 +371,103 @@ def test_damaged_weights_are_never_used(tmp_path, monkeypatch, capsys):
     with pytest.raises(KireiError, match="no model named 'kirei-fast' is installed"):
         choose_method(None, "kirei-fast")
     assert choose_method("classic") == "classic"
+
+
+# ------------------------------------------------------------------ a helpful command line
+_PARSE_ONLY = """
+import sys
+from core.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit as e:
+    code = e.code
+heavy = sorted(m for m in ("torch", "numpy", "scipy", "PIL") if m in sys.modules)
+print("exit", code, "heavy", ",".join(heavy) or "none")
+"""
+
+
+@pytest.mark.parametrize("args, says", [
+    (["restore", "--scale", "3", "x.png", "-o", "out"], "argument --scale: invalid choice: 3"),
+    (["restore", "--device", "tpu", "x.png", "-o", "out"], "unknown device 'tpu': choose one of auto, cpu"),
+    (["restore", "--tile", "8", "x.png", "-o", "out"], "--tile must be at least 16, not 8"),
+    (["restore", "--jpeg", "maybe", "x.png", "-o", "out"], "invalid choice: 'maybe'"),
+    (["restore", "x.png"], "the following arguments are required: -o/--output"),
+    (["estimate", "--save", "../x", "a.png", "b.png"], "a profile name is 1 to 64 letters"),
+    (["profiles", "show", "a/b"], "a profile name is"),
+    (["profiles", "rename"], "invalid choice: 'rename'"),
+    (["upscale"], "invalid choice: 'upscale'"),
+    (["--help"], ""), (["restore", "--help"], ""), (["profiles", "--help"], ""),
+])
+def test_arguments_are_checked_before_the_engine_loads(args, says):
+    """Bad arguments are refused (and help printed) without importing torch, numpy or scipy: at
+    once, instead of after the seconds torch takes to load."""
+    r = subprocess.run([sys.executable, "-c", _PARSE_ONLY, *args], cwd=ROOT, capture_output=True, text=True,
+                       timeout=120)
+    assert r.stdout.splitlines()[-1] == f"exit {2 if says else 0} heavy none", r.stdout + r.stderr
+    if says:
+        (line,) = r.stderr.splitlines()
+        assert line.startswith("kirei: error: ") and says in line, line
+
+
+def _subcommands(parser):
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
+def test_every_option_has_help_and_shows_its_default():
+    from core.cli import _Help, build_parser
+    commands = _subcommands(build_parser())
+    for name in ("restore", "estimate", "train", "serve"):
+        formatter = _Help(f"python -m core {name}")
+        for action in commands[name]._actions:
+            if not action.option_strings or action.help == argparse.SUPPRESS:
+                continue
+            text = formatter._expand_help(action)
+            assert text.strip(), f"{name} {action.option_strings[0]} has no help"
+            if action.default not in (None, False, argparse.SUPPRESS) and action.option_strings != ["-h", "--help"]:
+                assert "default" in text and str(action.default) in text, f"{name} {action.option_strings}: {text}"
+
+
+def test_help_says_what_restore_and_estimate_do_without_being_told():
+    from core.cli import BLIND_BATCH_MIN, GOOD_ESTIMATE
+    from core.estimate import MIN_PICTURES
+    r = run_cli("restore", "--help")
+    text = " ".join(r.stdout.split())
+    assert r.returncode == 0 and "Without, it is removed blind" in text
+    assert f"pictures of one size, {BLIND_BATCH_MIN} or more of them, are taken to share their watermark" in text
+    assert "--scale {1,2,4} how many times larger (default: 2)" in text
+    r = run_cli("estimate", "--help")
+    text = " ".join(r.stdout.split())
+    assert f"It needs at least {MIN_PICTURES} pictures of the same size" in text
+    assert f"{GOOD_ESTIMATE} or more measure it well" in text
+
+
+def test_a_large_picture_shows_its_progress_tile_by_tile(tmp_path):
+    """Restoring one large picture moves a bar per tile (on a terminal: tqdm shows nothing in a pipe)."""
+    import fcntl
+    import pty
+    import re
+    import struct
+    import termios
+    _save(np.asarray(Image.new("RGB", (256, 192), (200, 120, 40)), np.float32) / 255, tmp_path / "big.png")
+    main_fd, term = pty.openpty()
+    fcntl.ioctl(term, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a terminal's width (0: no bar)
+    env = dict(os.environ, TQDM_MININTERVAL="0")  # every step drawn, however fast the tiles go
+    proc = subprocess.Popen([sys.executable, "-m", "core", "restore", "--method", "classic", "--no-dewatermark",
+                             "--scale", "2", "--tile", "32", "-o", str(tmp_path / "out"), str(tmp_path / "big.png")],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=term, env=env)
+    os.close(term)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(main_fd, 65536)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(main_fd)
+    assert proc.wait(timeout=300) == 0
+    proc.stdout.close()
+    steps = {int(p) for p in re.findall(rb"big\.png:\s+(\d+)%", shown)}
+    # 48 tiles: the bar moves through the picture, not just from nothing to done
+    assert len({s for s in steps if 0 < s < 100}) >= 8 and max(steps) >= 50, shown[-2000:]
