@@ -15,6 +15,9 @@ build() {  # NAME SUITE PACKAGES [FROM]
   held=$(chroot "$chroot" dpkg-query -W -f '${Package} ${Version}, ' gimp krita python3 2>/dev/null || true)
   echo "$chroot ready in $(( $(date +%s) - t0 )) s: ${held%, }"
 }
+# the GIMP 3.0 chroot that hosts-trixie replaces (unless something is still mounted in it)
+old=${KIREI_CI_CACHE:-/var/cache/kirei-ci}/gimp3-trixie
+if [ -d "$old" ] && ! grep -q " $old/" /proc/self/mounts; then rm -rf "$old" "$old.tar.zst" "$old.log"; fi
 build hosts-trixie trixie "gimp krita python3-pyqt5 python3-pytest"
 build hosts-forky forky "gimp krita python3-pyqt5 python3-pytest"
 build hosts-krita6 forky "krita python3-pyqt6 python3-pytest" experimental
