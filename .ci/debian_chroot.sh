@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build (once) a Debian minbase chroot with some packages, for tests that need a real host
-# program (GIMP and Krita from Debian 13, 14 and experimental, Python 2.7 from Debian 11). Cached: the built tree is packed
-# into $CACHE/NAME.tar.zst and unpacked from there on later runs. Run as root.
+# program (GIMP and Krita from Debian 13, 14 and experimental, Python 2.7 from Debian 11). Cached:
+# the built tree is packed into $CACHE/NAME.tar.zst and unpacked from there on later runs. Run as root.
 #   usage: debian_chroot.sh NAME SUITE "PACKAGES" [FROM]   (prints the chroot's path on its last line)
 #   FROM: a further suite (experimental) added to SUITE's sources, whose versions PACKAGES then take
 set -euo pipefail
@@ -39,7 +39,8 @@ if ! ready; then
   echo 'Acquire::Check-Valid-Until "false";' > "$CHROOT/etc/apt/apt.conf.d/99kirei-valid-until"
   printf '#!/bin/sh\nexit 101\n' > "$CHROOT/usr/sbin/policy-rc.d"; chmod +x "$CHROOT/usr/sbin/policy-rc.d"
   chroot "$CHROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive \
-    sh -c "apt-get update -qq && apt-get install -y -qq --no-install-recommends ${FROM:+-t $FROM} $PKGS >/dev/null && apt-get clean" \
+    sh -c "apt-get update -qq && apt-get install -y -qq --no-install-recommends ${FROM:+-t $FROM} $PKGS >/dev/null \
+           && apt-get clean" \
     > "$CACHE/$NAME.log" 2>&1 || { tail -30 "$CACHE/$NAME.log" >&2; exit 1; }
   echo "$SUITE${FROM:+/$FROM} $PKGS" > "$MARK"
   tar -I 'zstd -T0 -3' -cf "$ARCHIVE.part" -C "$CHROOT" . && mv "$ARCHIVE.part" "$ARCHIVE"

@@ -1,7 +1,8 @@
-"""The Krita plugin in real Krita 5.1 (this machine's Debian 12), 5.2, 5.3 and 6.0 (Qt 6, PyQt6) (Debian
-13, 14 and experimental chroots that .ci/host_chroots.sh builds): pytest inside kritarunner (headless) drives it on real
-documents against a real worker, and a full Krita under Xvfb loads the installed plugin and restores
-from the docker's button. The pixels Krita ends up with are compared here with the engine's answer.
+"""The Krita plugin in real Krita 5.1 (this machine's Debian 12), 5.2, 5.3 and 6.0 (Qt 6, PyQt6; in
+Debian 13, 14 and experimental chroots that .ci/host_chroots.sh builds): pytest inside kritarunner
+(headless) drives it on real documents against a real worker, and a full Krita under Xvfb loads the
+installed plugin and restores from the docker's button. The pixels Krita ends up with are compared
+here with the engine's answer.
 
 Krita 5.1 needs Debian's krita and python3-pyqt5 (and xvfb for the GUI test), which .ci/run
 installs; the others need their chroot. Elsewhere these tests are skipped and say so.
@@ -21,8 +22,6 @@ from core.region import restore_region
 from tests.conftest import (CI_CACHE, IN_CHROOT, ROOT, RunningWorker, display_report, host_chroot, picture,
                             virtual_display)
 
-KRITARUNNER = shutil.which("kritarunner")
-CACHE = CI_CACHE
 # Krita version -> its Debian chroot (.ci/host_chroots.sh; None: this machine's Krita)
 KRITAS = {"5.1": None, "5.2": "trixie", "5.3": "forky", "6.0": "krita6"}
 
@@ -35,7 +34,7 @@ def _need(tool, what):
 
 def krita_env(tmp, extra=None, profile="krita-profile"):
     """Isolated XDG folders for Krita; its resource database is kept warm in the cache when possible."""
-    profile = os.path.join(CACHE, profile) if os.access(os.path.dirname(CACHE) or "/", os.W_OK) else tmp
+    profile = os.path.join(CI_CACHE, profile) if os.access(os.path.dirname(CI_CACHE) or "/", os.W_OK) else tmp
     env = dict(os.environ)
     for k in ("config", "data", "cache", "runtime"):
         os.makedirs(os.path.join(profile, k), exist_ok=True)
