@@ -186,7 +186,7 @@ def _neighbour_pairs(support):
     return torch.from_numpy(np.concatenate(pairs, axis=1))
 
 
-SMOOTH_A, SMOOTH_W, SPARSE = 0.04, 0.03, 0.004
+SMOOTH_A, SMOOTH_W, SPARSE = 0.04, 0.03, 0.001
 # A stamp's opacity and colour change at its own edges, which the median gradients find; elsewhere
 # they are smoothed this many times more strongly, so that the pictures' own edges, where few
 # pictures differ, don't print into them
@@ -295,6 +295,7 @@ MAX_AREA = 0.5  # studios' stamps cover a band of the picture, not most of it
 OPAQUE, MAX_OPAQUE_AREA = 0.85, 0.02  # a stamp lets the picture through; a sprite taken for one doesn't
 MIN_AGREEMENT = 0.75  # the share of the pictures that removing it must make more natural
 MIN_GAIN = 0.03  # how much smoother (median over the pictures) the stamp's edges must become: else none was found
+CLEAR_GAIN = 0.1  # below this median gain a find is faint: it must also hold on pictures it wasn't measured from
 
 
 def _roughness(x, region):
@@ -317,12 +318,15 @@ class Estimate:
     carries: np.ndarray  # bool per picture: it carries the stamp
     gains: np.ndarray  # per carrying picture: how much smoother removal made it (relative; > 0 better)
     problem: str = ""  # why the profile must not be used; "" when it is plausible
+    held_out: float = None  # for a faint find, held_out_gain; None: not needed
 
     @property
     def found(self):
         """Something that looks like a stamp: enough of it, and removing it clearly smooths its edges
-        in most pictures (what the pictures' own edges, taken for a stamp where there is none, don't)."""
-        return len(self.gains) > 0 and float(np.median(self.gains)) >= MIN_GAIN
+        in most pictures (what the pictures' own edges, taken for a stamp where there is none, don't),
+        and, if faint, also in pictures it wasn't measured from."""
+        return (len(self.gains) > 0 and float(np.median(self.gains)) >= MIN_GAIN
+                and (self.held_out is None or self.held_out > 0))
 
     @property
     def usable(self):
@@ -351,8 +355,11 @@ class Estimate:
         """One line for the user."""
         n = len(self.carries)
         if not self.found:
-            return (f"no watermark shared by the {n} pictures was found"
-                    + (f" (what looked like one {self.problem})" if self.problem else ""))
+            if self.held_out is not None and self.held_out <= 0:
+                why = " (a faint one, measured from half of them, made the others rougher)"
+            else:
+                why = f" (what looked like one {self.problem})" if self.problem else ""
+            return f"no watermark shared by the {n} pictures was found{why}"
         x0, y0, x1, y1 = self.bbox
         line = (f"watermark on {int(self.carries.sum())} of {n} pictures, at x {x0}-{x1}, y {y0}-{y1} "
                 f"({100 * (self.profile.alpha >= FOUND_OPACITY).mean():.0f}% of the picture), mean opacity "
@@ -374,9 +381,9 @@ def removal_gains(stack, profile):
                      for j in stack])
 
 
-def check_estimate(stack, profile, carries, gains=None):
+def check_estimate(stack, profile, carries, gains=None, held_out=None):
     """The Estimate of a measured profile over the pictures it was measured from (N x H x W x 3);
-    gains: removal_gains of the carrying pictures, if already known."""
+    gains: removal_gains of the carrying pictures, if already known; held_out: see Estimate."""
     a = profile.alpha
     on = a >= FOUND_OPACITY
     if on.mean() < FOUND_AREA:
@@ -389,7 +396,7 @@ def check_estimate(stack, profile, carries, gains=None):
         problem = f"is nearly opaque over {100 * (a >= OPAQUE).mean():.0f}% of the picture"
     elif np.mean(gains > 0) < MIN_AGREEMENT and np.median(gains) >= MIN_GAIN:  # (else: none found)
         problem = f"makes {int((gains <= 0).sum())} of the {len(gains)} pictures that carry it less natural when removed"
-    return Estimate(profile, carries, gains, problem)
+    return Estimate(profile, carries, gains, problem, held_out)
 
 
 def preview(profile, square=8):
@@ -436,7 +443,17 @@ def estimate_profile(pictures, steps=800, progress=None, jpeg=None, device="cpu"
         keep &= ~aside
         profile = _measure(stack[keep], steps, part(start + 0.6 * (1 - start), 1.0))
         gains = removal_gains(stack, profile)
-    return check_estimate(stack, profile, keep, gains[keep])
+    held_out = None
+    if MIN_GAIN <= np.median(gains[keep]) < CLEAR_GAIN and keep.sum() >= 2 * MIN_PICTURES:
+        held_out = held_out_gain(stack[keep], steps)
+    return check_estimate(stack, profile, keep, gains[keep], held_out)
+
+
+def held_out_gain(stack, steps):
+    """Median gain (removal_gains) on every other picture of the profile measured from the rest.
+    A stamp measured from some pictures smooths the others too; a profile made of some pictures'
+    own edges, which a faint find can be, makes the others rougher."""
+    return float(np.median(removal_gains(stack[1::2], _measure(stack[0::2], steps, None))))
 
 
 def _measure(stack, steps, progress):

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from core.estimate import (check_estimate, estimate_profile, poisson_reconstruct, preview, repeat_weights,
-                           weighted_median)
+from core.estimate import (check_estimate, estimate_profile, held_out_gain, poisson_reconstruct, preview,
+                           repeat_weights, weighted_median)
 from core.errors import KireiError
 from core.profile import Profile
 from tests.hardsets import as_jpeg, hard_set
@@ -147,6 +147,20 @@ def test_a_set_without_a_stamp_is_said_to_have_none(kind):
     found = estimate_profile(hs.clean)
     assert not found.found and not found.usable
     assert found.summary().startswith(f"no watermark shared by the {len(hs.clean)} pictures was found")
+
+
+def test_a_faint_find_must_hold_on_pictures_it_was_not_measured_from(stamped_set):
+    """Clean pictures can yield a faint "stamp" made of some pictures' own edges, which smooths
+    those pictures a little; measured from half of the set it makes the other half rougher,
+    where a real stamp, measured so, makes them smoother."""
+    stamped, clean = stamped_set
+    clean = [(np.rint(c * 255) / 255).astype(np.float32) for c in clean[:12]]
+    assert held_out_gain(np.stack(stamped[:12]), steps=300) > 0.1
+    assert held_out_gain(np.stack(clean), steps=300) < 0
+    found = estimate_profile(clean)
+    assert not found.found and not found.usable
+    assert found.summary() == ("no watermark shared by the 12 pictures was found "
+                               "(a faint one, measured from half of them, made the others rougher)"), found.summary()
 
 
 def test_the_preview_shows_the_profile_over_a_grey_checkerboard():
