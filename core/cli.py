@@ -6,7 +6,7 @@ input fails alone and the others are still restored (exit 1 then).
 
 Arguments are checked before anything heavy loads: this module and what it imports at the top
 are light (no torch, numpy or scipy), the engine is imported inside the commands, and only the
-command being run gets its arguments (serve's and train's defaults come from heavier modules).
+command being run gets its arguments (serve's defaults come from the worker's protocol module, which loads numpy).
 """
 import argparse
 import os
@@ -21,7 +21,7 @@ from datetime import datetime
 from tqdm import tqdm
 
 from . import __version__, client
-from .defaults import DEFAULT_TILE, DEVICES, METHODS, SCALES
+from .defaults import DEFAULT_TILE, DEVICES, METHODS, MIN_PICTURES, MIN_TILE, SCALES
 from .errors import KireiError
 from .models import DEFAULT_MODEL
 
@@ -131,7 +131,7 @@ def _restore_arguments(r):
                         "too); auto: a JPEG file, or JPEG's traces in the pixels of another")
     r.add_argument("--device", type=_device, default="auto", help=f"one of {', '.join(DEVICES)}; auto: a GPU "
                    "if there is one")
-    r.add_argument("--tile", type=_at_least(16, "--tile"), default=DEFAULT_TILE, metavar="N",
+    r.add_argument("--tile", type=_at_least(MIN_TILE, "--tile"), default=DEFAULT_TILE, metavar="N",
                    help="tile side in input pixels: bounds the memory a large picture takes")
 
 
@@ -151,7 +151,6 @@ def _estimate_arguments(e):
 
 
 def _describe_estimate():
-    from .estimate import MIN_PICTURES  # only for the help: it loads the engine
     return (
         "Measures the watermark that several pictures share and writes it as a profile: an RGBA PNG the "
         "size of the pictures (RGB = the watermark's colour, A = its opacity), to a file (-o), by name "
@@ -189,7 +188,7 @@ def _serve_arguments(v):
 
 
 def _train_arguments(t):
-    from .train import add_arguments  # loads torch: train's defaults live there
+    from .train_options import add_arguments
     add_arguments(t)
 
 
@@ -534,7 +533,7 @@ def cmd_estimate(args):
     args.inputs = expand_inputs(args.inputs)
     _check_estimate_targets(args)
     from . import imageio
-    from .estimate import MIN_PICTURES, estimate_profile, preview
+    from .estimate import estimate_profile, preview
     from .profile import profile_png, save_profile
     if len(args.inputs) < MIN_PICTURES:
         raise KireiError(f"estimate needs at least {MIN_PICTURES} pictures that carry the same watermark, "

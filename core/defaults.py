@@ -5,3 +5,5 @@ SCALES = (1, 2, 4)
 METHODS = ("learned", "classic")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DEFAULT_TILE = 512  # tile side in input pixels: bounds the memory one picture takes
+MIN_TILE, MAX_TILE = 16, 4096  # the tile sides a command or a job may ask for
+MIN_PICTURES = 2  # the fewest pictures a watermark can be measured from (core/estimate.py)

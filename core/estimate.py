@@ -19,11 +19,11 @@ import torch
 
 from . import deblock
 from .blend import invert, stamp
+from .defaults import MIN_PICTURES
 from .errors import KireiError
 from .jpeg_traces import looks_like_jpeg
 from .profile import Profile
 
-MIN_PICTURES = 2
 MIN_CONTOUR_PIXELS = 30  # smaller connected edge specks in the median are the pictures' own
 BACKGROUND_SIGMA = 16.0  # pixels: wider than a stamp's strokes, narrower than the drift of a reconstruction
 MAX_HOLE = 0.03  # the largest inside of a letter or logo that is filled, as a share of the picture

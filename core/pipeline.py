@@ -16,7 +16,7 @@ from .models import DEFAULT_MODEL
 from .tiling import run_tiled
 from .upscale import LanczosUpscaler
 
-MIN_TILE = 64  # out of memory: tiles are halved down to this before giving up
+SMALLEST_TILE = 64  # out of memory: tiles are halved down to this before giving up
 
 
 def default_method(model=DEFAULT_MODEL):
@@ -114,12 +114,12 @@ def _restore_learned(pixels, profile, options, out_dtype, progress):
         alpha, colour = profile_for(profile, pixels.shape[2])  # grey pictures: grey colour
         guide = np.concatenate([alpha[..., None], colour], axis=2).astype(np.float32)
     restorer = _learned_restorer(options, mode)
-    tile = options.tile if options.scale < 4 else max(options.tile // 2, MIN_TILE)  # x4: 4x the work per px
+    tile = options.tile if options.scale < 4 else max(options.tile // 2, SMALLEST_TILE)  # x4: 4x the work per px
     while True:
         try:
             return run_tiled(restorer, pixels, tile=tile, out_dtype=out_dtype, progress=progress, guide=guide)
         except torch.cuda.OutOfMemoryError:
-            if tile // 2 < MIN_TILE:
+            if tile // 2 < SMALLEST_TILE:
                 raise MemoryError("out of GPU memory even with small tiles") from None
             tile //= 2
             torch.cuda.empty_cache()

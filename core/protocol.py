@@ -12,12 +12,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import client, imageio
+from .defaults import MAX_TILE, MIN_TILE
 from .errors import KireiError
 from .models import DEFAULT_MODEL
 from .pipeline import SCALES, check_profile_size
 from .profile import PROFILE_NAME, png_size, profile_window
 
-MIN_TILE, MAX_TILE = 16, 4096
 DEFAULT_MAX_PIXELS = imageio.MAX_PIXELS  # largest region (and profile) a worker takes, unless told otherwise
 DEFAULT_MAX_BODY_MB = 2048
 

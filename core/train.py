@@ -34,52 +34,15 @@ from .errors import KireiError
 from .scenes import SVG_SIDES, resvg, svg_files
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from .models import DEFAULT_MODEL, build
+from .models import build
+from .train_options import DEFAULT_ANIME, DEFAULT_DATA, DEFAULT_SVG, PROJECT
 from .models.frontend import invert
 from .models.kirei2 import count_parameters
 from .weights_io import describe, load_model, save_weights, weights_path
 
-PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_DATA = os.path.join(PROJECT, "..", "shared", "data", "train")
-# with the default data (no --data) these come too, where they are
-DEFAULT_ANIME = os.path.join(PROJECT, "..", "shared", "data", "train_anime")
-DEFAULT_SVG = os.path.join(PROJECT, "..", "shared", "data", "train_svg")
 CHECKPOINT = "checkpoint.pt"
 WM_WEIGHT = 4.0  # extra weight of the pixels under the stamp, where the hard part is
 EMA_DECAY = 0.999
-STAGES = ("front", "joint")
-
-
-def add_arguments(p):
-    p.add_argument("--out", required=True, metavar="DIR", help="run folder: checkpoint.pt and log.jsonl")
-    p.add_argument("--data", action="append", metavar="DIR",
-                   help=f"folder of clean training pictures (repeatable; default {os.path.normpath(DEFAULT_DATA)})")
-    p.add_argument("--images", action="append", metavar="DIR", help="your own folder of clean pictures, added")
-    p.add_argument("--anime", action="append", metavar="DIR",
-                   help="folder of anime-style pictures with transparency: crops on white and sprites of composed "
-                        f"scenes (repeatable; 'none' for none; default {os.path.normpath(DEFAULT_ANIME)} without --data)")
-    p.add_argument("--svg", action="append", metavar="DIR",
-                   help="folder of flat / line-art SVGs, rendered at random sizes (needs resvg-py; repeatable; "
-                        f"'none' for none; default {os.path.normpath(DEFAULT_SVG)} without --data)")
-    p.add_argument("--steps", type=int, default=30000, help="total optimiser steps (the schedule's length)")
-    p.add_argument("--time-limit", type=float, default=0, metavar="MIN",
-                   help="stop (with a checkpoint) after this many minutes; run again to resume")
-    p.add_argument("--stage", choices=STAGES, default="front",
-                   help="front: the front-end and matte head alone, at low resolution, the body frozen; "
-                        "joint: then the body too, at --body-lr times the learning rate")
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--patch", type=int, default=64, help="low-resolution patch side")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--body-lr", type=float, default=0.02, help="the body's learning rate, relative (joint stage)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--no-bf16", action="store_true", help="train in float32 (default: bf16 autocast)")
-    p.add_argument("--init", default=DEFAULT_MODEL, metavar="MODEL",
-                   help=f"the model to start from: a shipped one (default {DEFAULT_MODEL}; kirei-fast) or a .safetensors")
-    p.add_argument("--log-every", type=int, default=50)
-    p.add_argument("--val-every", type=int, default=1000)
-    p.add_argument("--save-every", type=int, default=500)
-    p.add_argument("--export", metavar="NAME", help="only export OUT's checkpoint to core/weights/NAME.*")
 
 
 # ---------------------------------------------------------------- data

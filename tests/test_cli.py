@@ -429,7 +429,7 @@ def test_every_option_has_help_and_shows_its_default():
 
 def test_help_says_what_restore_and_estimate_do_without_being_told():
     from core.cli import BLIND_BATCH_MIN, GOOD_ESTIMATE
-    from core.estimate import MIN_PICTURES
+    from core.defaults import MIN_PICTURES
     r = run_cli("restore", "--help")
     text = " ".join(r.stdout.split())
     assert r.returncode == 0 and "Without, it is removed blind" in text
