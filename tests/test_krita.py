@@ -9,8 +9,10 @@ installs; the others need their chroot. Elsewhere these tests are skipped and sa
 """
 import json
 import os
+import re
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -145,18 +147,88 @@ def _expected(case, src, io):
     return canvas
 
 
+NAMED = {"name": "krita-studio", "cli_name": "cli-studio", "width": 120, "height": 160, "stamped": 6, "clean": 6}
+
+
+@pytest.fixture(scope="module")
+def cli_profiles(tmp_path_factory, watermark):
+    """A config folder where `python -m core estimate --save` has stored a profile by name."""
+    from core.imageio import Picture, save_picture
+    alpha, color = watermark
+    folder = tmp_path_factory.mktemp("cli-profiles")
+    paths = []
+    for i in range(6):
+        paths.append(str(folder / f"cli_{i}.png"))
+        px = np.rint(stamp(picture(120, 160, seed=70 + i), alpha, color) * 255).astype(np.uint8)
+        save_picture(Picture(px, bit_depth=8, format="PNG"), paths[-1])
+    config = str(folder / "config")
+    p = _cli(config, "estimate", "--save", NAMED["cli_name"], *paths)
+    assert p.returncode == 0 and f"stored as '{NAMED['cli_name']}'" in p.stdout, p.stdout + p.stderr
+    return config
+
+
+def _cli(config, *args):
+    """`python -m core ARGS` with Kirei's config folder at CONFIG."""
+    return subprocess.run([sys.executable, "-m", "core", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600, env=dict(os.environ, KIREI_CONFIG_DIR=config))
+
+
+def _write_named(io, config, watermark):
+    """Inputs for test_in_krita.py's named-profile round trip: stamped and clean pictures (RGBA raw), and
+    a config folder holding the command line's stored profile."""
+    alpha, color = watermark
+    folder = os.path.join(io, "named")
+    os.makedirs(folder)
+    w, h = NAMED["width"], NAMED["height"]
+    pictures = {}
+    for kind, seeds in (("stamped", range(40, 40 + NAMED["stamped"])), ("clean", range(60, 60 + NAMED["clean"]))):
+        for i, seed in enumerate(seeds):
+            rgb = picture(w, h, seed)
+            rgb = stamp(rgb, alpha, color) if kind == "stamped" else rgb
+            rgba = np.dstack([np.rint(rgb * 255), np.full((h, w), 255)]).astype(np.uint8)
+            rgba.tofile(os.path.join(folder, f"{kind}_{i}.raw"))
+            pictures[kind, i] = rgba
+    with open(os.path.join(folder, "named.json"), "w") as fh:
+        json.dump(NAMED, fh)
+    mine = os.path.join(io, "config")
+    shutil.copytree(config, mine)
+    return mine, pictures
+
+
+def _check_named(io, config, pictures):
+    """What the Krita run left: the command line lists the profile the docker stored, which restores as
+    the engine does with it; the refused estimate stored nothing."""
+    res = json.load(open(os.path.join(io, "named", "result.json")))
+    name = NAMED["name"]
+    assert res["stored_before"] == [NAMED["cli_name"]] and res["stored"] == [NAMED["cli_name"], name], res
+    p = _cli(config, "profiles", "list")
+    assert p.returncode == 0, p.stdout + p.stderr
+    rows = {ln.split()[0]: ln for ln in p.stdout.splitlines() if ln.strip()}
+    assert sorted(rows) == [NAMED["cli_name"], name], p.stdout
+    stamp_words = r"stamp x \d+-\d+, y \d+-\d+, mean opacity 0\.\d\d"  # the record the docker wrote
+    assert "120x160" in rows[name] and re.search(stamp_words, rows[name]), p.stdout
+    p = _cli(config, "profiles", "show", name)
+    assert p.returncode == 0 and "Kirei in Krita" in p.stdout, p.stdout + p.stderr
+    profile = load_profile(os.path.join(config, "profiles", name + ".png"))
+    got = np.fromfile(os.path.join(io, "named", "restored.raw"), np.uint8).reshape(NAMED["height"], NAMED["width"], 4)
+    want = restore_region(pictures["stamped", 1], profile=profile, options=Options(scale=1)).pixels
+    np.testing.assert_array_equal(got, want)
+    assert not os.path.exists(os.path.join(config, "profiles", "nothing-here.png"))
+
+
 @pytest.mark.parametrize("version", KRITAS)
-def test_plugin_in_kritarunner(version, krita_worker, tmp_path):
+def test_plugin_in_kritarunner(version, krita_worker, cli_profiles, watermark, tmp_path):
     krita = KritaHost(version, str(tmp_path), "kritarunner")
     io = str(tmp_path)
     cases, sources = _write_cases(io)
+    config, named = _write_named(io, cli_profiles, watermark)
     py = os.path.join(io, "py")  # the plugin and the tests, as Krita's Python finds them
     _install(os.path.join(ROOT, "plugins", "krita", "kirei"), os.path.join(py, "kirei"))
     here = os.path.join(py, "tests")
     _install(os.path.join(ROOT, "tests", "krita"), here)
     token = shutil.copy(krita_worker.token_file, io)
     env = krita.env({"QT_QPA_PLATFORM": "offscreen", "KIREI_KRITA_IO": io, "KIREI_SERVER_URL": krita_worker.url,
-                     "KIREI_TOKEN_FILE": token, "PYTHONPATH": os.pathsep.join([py, here])})
+                     "KIREI_TOKEN_FILE": token, "KIREI_CONFIG_DIR": config, "PYTHONPATH": os.pathsep.join([py, here])})
     p = subprocess.run(["timeout", "600", *krita.command(
         ["kritarunner", "-s", "kr_pytest", "-f", "main", "--", "-q", "-rA", "--confcutdir", here, "--rootdir", here,
          "-c", os.devnull, os.path.join(here, "test_in_krita.py")], cwd=io)],
@@ -164,7 +236,8 @@ def test_plugin_in_kritarunner(version, krita_worker, tmp_path):
     out = p.stdout + p.stderr
     assert p.returncode == 0, out[-6000:]
     assert f"in Krita {version}." in out, out[-3000:]  # the Krita this test is for
-    assert f"{len(cases) + 4} passed" in out, out[-3000:]
+    assert f"{len(cases) + 5} passed" in out, out[-3000:]
+    _check_named(io, config, named)
     for case in cases:
         src = sources[case["pixels"]]
         s = case["scale"]

@@ -40,9 +40,10 @@ APP = QApplication.instance() or QApplication([])
 
 
 @pytest.fixture(autouse=True)
-def use_worker(worker, monkeypatch):
+def use_worker(worker, monkeypatch, tmp_path):
     monkeypatch.setenv("KIREI_SERVER_URL", worker.url)
     monkeypatch.setenv("KIREI_TOKEN_FILE", worker.token_file)
+    monkeypatch.setenv("KIREI_CONFIG_DIR", str(tmp_path / "config"))  # the test's own stored profiles
 
 
 def _doc(w=40, h=30, model="RGBA", depth="U8", seed=3):
@@ -309,26 +310,202 @@ def test_docker_cancel_leaves_the_document_untouched():
     assert (d.width(), d.height()) == (200, 150)
 
 
-def test_estimate_from_open_documents(tmp_path, watermark):
-    KireiDocker, _ = _plugin()
-    from kirei.controller import pictures_from_documents
-    docker = KireiDocker()
+class Dialogs:
+    """Answers the modal dialogs the docker opens, in turn, as a user would: a str is typed into a
+    QInputDialog and accepted, None cancels it, "yes"/"no" click a QMessageBox's button. `shown`: each
+    dialog's text, `left`: the answers no dialog asked for."""
+
+    def __init__(self, *answers):
+        from kirei.qt import QtCore
+        self.left, self.shown = list(answers), []
+        self.timer = QtCore.QTimer()
+        self.timer.timeout.connect(self._answer)
+
+    def __enter__(self):
+        self.timer.start(20)
+        return self
+
+    def __exit__(self, *exc):
+        self.timer.stop()
+
+    def _answer(self):
+        w = APP.activeModalWidget()
+        if w is None or not w.isVisible() or not self.left:
+            return
+        answer = self.left.pop(0)
+        if isinstance(w, _widgets.QInputDialog):
+            self.shown.append((w.labelText(), w.textValue()))
+            if answer is None:
+                w.reject()
+            else:
+                w.setTextValue(answer)
+                w.accept()
+        else:
+            self.shown.append(w.text())
+            buttons = _widgets.QMessageBox.StandardButton
+            w.button(buttons.Yes if answer == "yes" else buttons.No).click()
+
+
+def _stamped_documents(watermark, n=8, name="/pics/studio_a-0001.png"):
+    """n open documents (only these) of the same 120x160 stamped picture series; the first from file `name`."""
     alpha, color = watermark
     for doc in list(krita.Krita.instance().documents()):
         doc.close()
-    for seed in range(8):
+    docs = []
+    for seed in range(n):
         d = krita.Krita.instance().createDocument(120, 160, "s", "RGBA", "U8", "", 72.0)
         px = np.rint(stamp(picture(120, 160, seed + 40), alpha, color) * 255).astype(np.uint8)
         rgba = np.dstack([px, np.full((160, 120), 255, np.uint8)])
         d.nodeByName("Background").setPixelData(rgba[..., [2, 1, 0, 3]].tobytes(), 0, 0, 120, 160)
-    pics = pictures_from_documents(krita.Krita.instance().documents())
-    assert len(pics) == 8
-    out = str(tmp_path / "profile.png")
-    assert docker.controller.estimate(pics, out)
-    _wait(docker.controller, 120)
+        d.setFileName(name.replace("0001", "%04d" % (seed + 1)))
+        docs.append((d, rgba))
+    return docs
+
+
+def test_estimate_stores_a_named_profile_that_a_restore_uses(watermark, monkeypatch):
+    """Estimate profile... > From the open documents: asks a name (the documents' series by default),
+    stores the profile by that name with its record, and selects it; Restore then sends that profile."""
     from core.profile import load_profile
-    assert np.abs(load_profile(out).alpha - alpha).mean() < 0.03
-    assert docker.profile.text() == out and docker.controller.mode == "profile"
+    from kirei import kirei_client
+    KireiDocker, _ = _plugin()
+    app = krita.Krita.instance()
+    app.writeSetting("kirei", "profile", "")
+    app.writeSetting("kirei", "mode", "blind")
+    docker = KireiDocker()
+    docs = _stamped_documents(watermark)
+    with Dialogs("studio_a") as dialogs:  # the default, accepted
+        docker._estimate_from_documents()
+    assert len(dialogs.shown) == 1 and dialogs.shown[0][1] == "studio_a", dialogs.shown
+    _wait(docker.controller, 120)
+    message = docker.findChild(QLabel, "kirei_message").text()
+    assert "Profile stored as 'studio_a'" in message, message
+    assert kirei_client.profile_names() == ["studio_a"]
+    path = kirei_client.profile_path("studio_a")
+    assert np.abs(load_profile(path).alpha - watermark[0]).mean() < 0.03
+    record = kirei_client.profile_record("studio_a")
+    assert record["size"] == [120, 160] and record["inputs"] == 8 and record["by"].startswith("Kirei in Krita ")
+    assert record["report"] in message and len(record["bbox"]) == 4 and 0.2 < record["mean_opacity"] < 0.8
+    assert record["made"][:4] == time.strftime("%Y")
+    assert docker.controller.mode == "profile" and docker.mode.currentData() == "profile"
+    assert docker.controller.profile == "studio_a" and docker.profile.currentText() == "studio_a"
+    assert [docker.profile.itemText(i) for i in range(docker.profile.count())] == ["studio_a", "Choose a file..."]
+
+    # Restore with it: the name is resolved to the stored file, which goes in the job
+    headers = []
+    real_pack = kirei_client.pack
+    monkeypatch.setattr(kirei_client, "pack",
+                        lambda header, blobs=(): headers.append(header) or real_pack(header, blobs))
+    d, rgba = docs[2]
+    src = d.nodeByName("Background")
+    before = src.pixelData(0, 0, 120, 160)
+    d.setActiveNode(src)
+    app.setActiveDocument(d)
+    docker.scale.setCurrentIndex(0)  # 1x
+    docker.restore_button.click()
+    _wait(docker.controller)
+    assert "Done in" in docker.findChild(QLabel, "kirei_message").text()
+    assert [h["watermark"] for h in headers] == ["profile"]
+    assert headers[0]["profile_bytes"] == os.path.getsize(path)
+    assert [n.name() for n in d.rootNode().childNodes()] == ["Background", "Kirei (profile)"]
+    assert src.pixelData(0, 0, 120, 160) == before
+    want = restore_region(rgba, profile=load_profile(path), options=Options(scale=1)).pixels
+    np.testing.assert_array_equal(_layer_rgba(d.nodeByName("Kirei (profile)"), 120, 160), want)
+
+
+def test_the_name_asked_refuses_a_bad_one_and_replaces_only_when_told():
+    from kirei import kirei_client
+    KireiDocker, _ = _plugin()
+    docker = KireiDocker()
+    kirei_client.store_profile("studio_a", b"old", {"made": "2026-11-02T10:00:00+00:00"})
+    with Dialogs("../evil", "studio_a", "no", "studio_a", "yes") as dialogs:
+        assert docker._ask_profile_name("studio_a-2") == ("studio_a", True)
+    first, bad, _, again, _ = dialogs.shown
+    assert first == ("Store the measured profile as (letters, digits, '-' and '_'):", "studio_a-2")
+    assert bad[0].startswith("A profile name is 1 to 64 letters") and "'../evil' is not one" in bad[0]
+    assert "A profile called 'studio_a' is already stored (made 2026-11-02). Replace it?" == dialogs.shown[2]
+    assert again[0].startswith("'studio_a' is already stored: choose another name.")
+    with Dialogs("studio_b") as dialogs:
+        assert docker._ask_profile_name("x") == ("studio_b", False)
+    with Dialogs(None) as dialogs:
+        assert docker._ask_profile_name("x") == (None, False)
+    assert dialogs.shown and not dialogs.left
+    # the controller refuses them too, before any measuring
+    c, pics = docker.controller, [(b"\0" * 16, 2, 2, 4, "uint8")] * 2
+    assert not c.estimate(pics, "a/b") and "'a/b' is not one" in docker.findChild(QLabel, "kirei_message").text()
+    assert not c.estimate(pics, "studio_a")
+    assert "already stored" in docker.findChild(QLabel, "kirei_message").text() and c.running is None
+    assert open(kirei_client.profile_path("studio_a"), "rb").read() == b"old"
+
+
+def test_default_profile_names():
+    from kirei.controller import default_profile_name
+    assert default_profile_name("/pics/studio_a-0012.jpg") == "studio_a"
+    assert default_profile_name("/pics/Studio A (preview) 3.png") == "Studio-A-preview"
+    assert default_profile_name("/pics/previews/") == "previews"
+    assert default_profile_name("/pics/0012.jpg") == "0012"
+    assert default_profile_name("/pics/\u6a23\u672c.png") == default_profile_name("") == "watermark"
+    assert default_profile_name("/pics/con.png") == "watermark"  # Windows keeps it
+    assert default_profile_name("/pics/studio_a-1.jpg", ["studio_a", "Studio_A-2"]) == "studio_a-3"
+    assert default_profile_name("/x/" + "a" * 80 + ".png", ["a" * 64]) == "a" * 62 + "-2"
+
+
+def test_the_record_reads_the_estimates_report():
+    from kirei.controller import estimate_record
+    report = ("watermark on 7 of 8 pictures, at x 4-120, y 33-160 (21% of the picture), mean opacity 0.36, "
+              "confidence 0.91")
+    rec = estimate_record(report, (120, 160), 8)
+    assert (rec["pictures"], rec["bbox"], rec["mean_opacity"], rec["size"]) == (7, [4, 33, 120, 160], 0.36, [120, 160])
+    assert "bbox" not in estimate_record("something else", (1, 2), 2)
+
+
+def test_docker_lists_the_stored_profiles_and_remembers_a_name_or_a_file(tmp_path, monkeypatch):
+    from kirei import kirei_client
+    KireiDocker, _ = _plugin()
+    app = krita.Krita.instance()
+    app.writeSetting("kirei", "profile", "")
+    docker = KireiDocker()
+
+    def entries():
+        return [(docker.profile.itemText(i), docker.profile.itemData(i)) for i in range(docker.profile.count())]
+    assert entries() == [("Choose a file...", "")] and docker.controller.profile == ""
+    kirei_client.store_profile("b-studio", b"png", {"report": "watermark on 3 of 3 pictures"})
+    kirei_client.store_profile("A_studio", b"png")
+    docker.show()  # shown again: the list is read afresh
+    assert _until(lambda: docker.profile.count() == 3, 5)
+    docker.hide()
+    assert entries() == [("A_studio", "A_studio"), ("b-studio", "b-studio"), ("Choose a file...", "")]
+    assert docker.controller.profile == "A_studio" == docker.profile.currentData()  # shown is what is sent
+    assert docker.profile.itemData(1, _tooltip_role()) == "watermark on 3 of 3 pictures"
+    docker.profile.activated.emit(1)  # the user picks b-studio
+    assert app.readSetting("kirei", "profile", "") == "b-studio"
+    chosen = str(tmp_path / "wm.png")
+    monkeypatch.setattr(docker, "_choose_profile_file", lambda: chosen)
+    docker.profile.activated.emit(2)  # Choose a file...
+    assert app.readSetting("kirei", "profile", "") == chosen
+    assert entries()[2:] == [("wm.png", chosen), ("Choose a file...", "")] and docker.profile.currentIndex() == 2
+    monkeypatch.setattr(docker, "_choose_profile_file", lambda: "")  # the file dialog cancelled
+    docker.profile.activated.emit(3)
+    assert app.readSetting("kirei", "profile", "") == chosen and docker.profile.currentData() == chosen
+    # a docker made later shows the saved choice; a name removed meanwhile is shown so, and Restore says why
+    app.writeSetting("kirei", "profile", "b-studio")
+    kirei_client.remove_profile("b-studio")
+    later = KireiDocker()
+    assert later.profile.currentText() == "b-studio (not stored)"
+    d, _ = _doc(16, 12)
+    d.setActiveNode(d.nodeByName("Background"))
+    app.setActiveDocument(d)
+    app.writeSetting("kirei", "mode", "profile")
+    assert not later.controller.restore()
+    assert "no stored profile called 'b-studio'" in later.findChild(QLabel, "kirei_message").text()
+    app.writeSetting("kirei", "profile", chosen)  # a file that isn't there
+    assert not later.controller.restore()
+    assert "wm.png is not there" in later.findChild(QLabel, "kirei_message").text()
+    assert [n.name() for n in d.rootNode().childNodes()] == ["Background"]
+
+
+def _tooltip_role():
+    from kirei.qt import Qt
+    return Qt.ItemDataRole.ToolTipRole
 
 
 def test_an_estimate_without_a_watermark_falls_back_to_blind(tmp_path):
@@ -345,12 +522,13 @@ def test_an_estimate_without_a_watermark_falls_back_to_blind(tmp_path):
         d.nodeByName("Background").setPixelData(rgba[..., [2, 1, 0, 3]].tobytes(), 0, 0, 120, 160)
     docker.controller.set_setting("mode", "profile")
     docker.mode.setCurrentIndex(1)
-    out = tmp_path / "profile.png"
-    assert docker.controller.estimate(pictures_from_documents(krita.Krita.instance().documents()), str(out))
+    assert docker.controller.estimate(pictures_from_documents(krita.Krita.instance().documents()), "clean")
     _wait(docker.controller, 120)
-    assert not out.exists()
+    from kirei import kirei_client
+    assert kirei_client.profile_names() == [] and not os.path.exists(kirei_client.profiles_dir())
     assert docker.controller.mode == "blind" and docker.mode.currentData() == "blind"
-    assert "No watermark shared by the 6 pictures was found" in docker.findChild(QLabel, "kirei_message").text()
+    message = docker.findChild(QLabel, "kirei_message").text()
+    assert "No watermark shared by the 6 pictures was found" in message and "Nothing was stored as 'clean'" in message
 
 
 def test_docker_says_when_the_engine_is_not_installed(tmp_path, monkeypatch):

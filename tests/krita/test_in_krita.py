@@ -180,3 +180,90 @@ def test_a_failure_after_the_scaling_puts_the_document_back(client, monkeypatch)
         assert bytes(bg.pixelData(0, 0, 40, 30)) == bytes([10, 20, 30, 255]) * 1200  # one colour resamples exactly
     finally:
         doc.close()
+
+
+def _until(done, seconds):
+    """Run Krita's event loop (the controller's results come back through it) until done() or `seconds`."""
+    import time
+
+    from kirei.qt import QtWidgets
+    deadline = time.time() + seconds
+    while not done() and time.time() < deadline:
+        QtWidgets.QApplication.processEvents()
+        time.sleep(0.02)
+    QtWidgets.QApplication.processEvents()
+    return done()
+
+
+def _documents(prefix, count, w, h):
+    """Documents holding $KIREI_KRITA_IO/named/PREFIX_I.raw (RGBA), as if opened from PREFIX_I.png."""
+    docs = []
+    for i in range(count):
+        d = _doc(w, h)
+        with open(os.path.join(IO, "named", "%s_%d.raw" % (prefix, i)), "rb") as fh:
+            d.nodeByName("Background").setPixelData(_bgra(fh.read(), 1), 0, 0, w, h)
+        d.setFileName(os.path.join(IO, "named", "%s_%d.png" % (prefix, i)))
+        d.refreshProjection()
+        d.waitForDone()
+        docs.append(d)
+    return docs
+
+
+@pytest.mark.skipif(not IO, reason="run by tests/test_krita.py")
+def test_named_profile_round_trip():
+    """The docker's estimate from open documents stores the profile by name in the config folder
+    ($KIREI_CONFIG_DIR, where the command line had stored one already) and selects it; the docker
+    lists both; a restore with the name adds the layer and leaves the source alone; an estimate its
+    checks refuse stores nothing. tests/test_krita.py checks the rest with `python -m core profiles`."""
+    from kirei.controller import pictures_from_documents
+    from kirei.docker import KireiDocker
+    with open(os.path.join(IO, "named", "named.json")) as fh:
+        spec = json.load(fh)
+    w, h, name = spec["width"], spec["height"], spec["name"]
+    k, c = Krita.instance(), KireiDocker.controller
+    messages = []
+    c.message.connect(lambda text, error: messages.append((text, error)))
+    out = {"stored_before": kc.profile_names()}
+    docs = _documents("stamped", spec["stamped"], w, h)
+    try:
+        docker = KireiDocker()
+        out["listed_before"] = [docker.profile.itemText(i) for i in range(docker.profile.count())]
+        assert c.estimate(pictures_from_documents(docs), name)
+        assert _until(lambda: c.running is None, 300), "the estimate did not finish"
+        out["estimate_message"] = messages[-1]
+        out["stored"] = kc.profile_names()
+        out["listed"] = [docker.profile.itemText(i) for i in range(docker.profile.count())]
+        out["selected"] = [c.profile, c.mode, docker.profile.currentText()]
+
+        src = docs[1].nodeByName("Background")
+        before = bytes(src.pixelData(0, 0, w, h))
+        k.writeSetting("kirei", "scale", "1")
+        assert c.restore(docs[1], src)
+        assert _until(lambda: c.running is None, 300), "the restore did not finish"
+        out["restore_message"] = messages[-1]
+        out["layers"] = _layers(docs[1])
+        out["source_untouched"] = bytes(src.pixelData(0, 0, w, h)) == before
+        with open(os.path.join(IO, "named", "restored.raw"), "wb") as fh:
+            fh.write(_bgra(bytes(docs[1].nodeByName(out["layers"][-1]).pixelData(0, 0, w, h)), 1))
+    finally:
+        for d in docs:
+            d.close()
+    clean = _documents("clean", spec["clean"], w, h)
+    try:
+        assert c.estimate(pictures_from_documents(clean), "nothing-here")
+        assert _until(lambda: c.running is None, 300), "the estimate did not finish"
+        out["refused_message"] = messages[-1]
+        out["stored_after_refused"] = kc.profile_names()
+        out["mode_after_refused"] = c.mode
+    finally:
+        for d in clean:
+            d.close()
+    with open(os.path.join(IO, "named", "result.json"), "w") as fh:
+        json.dump(out, fh, indent=1)
+    # what only Krita sees is checked here too, so that pytest in Krita names what failed
+    assert out["estimate_message"][1] is False and "Profile stored as '%s'" % name in out["estimate_message"][0], out
+    assert name in out["stored"] and name in out["listed"] and spec["cli_name"] in out["listed_before"], out
+    assert out["selected"] == [name, "profile", name], out
+    assert out["layers"] == ["Background", "Kirei (profile)"] and out["source_untouched"], out
+    assert out["refused_message"][1] is True and "Nothing was stored as 'nothing-here'" in out["refused_message"][0]
+    assert out["stored_after_refused"] == out["stored"] and out["mode_after_refused"] == "blind", out

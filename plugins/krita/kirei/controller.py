@@ -4,8 +4,10 @@ The worker is called on a background thread; results come back to the GUI thread
 signals, and only the GUI thread touches Krita (restore.apply_result).
 """
 import os
+import re
 import threading
 import time
+from datetime import datetime
 
 from krita import Krita
 
@@ -56,7 +58,23 @@ class Controller(QObject):
 
     @property
     def profile(self):
+        """The profile setting: a stored profile's name (kirei_client's named profiles) or a file's path."""
         return self.setting("profile", "")
+
+    def profile_file(self):
+        """The file the profile setting stands for; a KireiError saying what to do when there is none."""
+        value = self.profile
+        if not value:
+            raise KireiError("Choose a watermark profile (or another watermark mode).")
+        if is_profile_name(value):
+            path = kc.profile_path(value)
+            if not os.path.isfile(path):
+                raise KireiError("There is no stored profile called '%s' (any more): choose another, or estimate "
+                                 "one." % value)
+            return path
+        if not os.path.isfile(value):
+            raise KireiError("The watermark profile file %s is not there: choose another." % value)
+        return value
 
     @property
     def model(self):
@@ -94,10 +112,9 @@ class Controller(QObject):
         k = Krita.instance()
         doc = doc or k.activeDocument()
         node = node or (doc.activeNode() if doc is not None else None)
-        scale, mode, profile, model = self.scale, self.mode, self.profile, self.model
+        scale, mode, model = self.scale, self.mode, self.model
         try:
-            if mode == "profile" and not (profile and os.path.isfile(profile)):
-                raise KireiError("Choose the watermark profile file (or another watermark mode).")
+            profile = self.profile_file() if mode == "profile" else None
             region = read_region(doc, node)
             client = self._client()
         except (KireiError, kc.KireiClientError) as e:
@@ -108,17 +125,25 @@ class Controller(QObject):
                                                             self.progress.emit, cancel, model))
         return True
 
-    def estimate(self, pictures, save_to):
-        """Measure the watermark shared by pictures ((bytes, w, h, channels, dtype) each); save the profile."""
+    def estimate(self, pictures, name, replace=False):
+        """Measure the watermark shared by pictures ((bytes, w, h, channels, dtype) each, one size) and
+        store the profile as `name` (a stored one of that name only when `replace`), then use it."""
         if self.running:
             self.message.emit("Kirei is already running; cancel it first.", True)
             return False
         try:
+            problem = kc.profile_name_problem(name)
+            if problem:
+                raise KireiError(problem[0].upper() + problem[1:] + ".")
+            if not replace and os.path.isfile(kc.profile_path(name)):
+                raise KireiError("A profile called '%s' is already stored: choose another name, or replace it."
+                                 % name)
             client = self._client()
-        except kc.KireiClientError as e:
+        except (KireiError, kc.KireiClientError) as e:
             self.message.emit(str(e), True)
             return False
-        self._start("estimate", save_to, lambda cancel: client.estimate(
+        context = (name, (pictures[0][1], pictures[0][2]), len(pictures))
+        self._start("estimate", context, lambda cancel: client.estimate(
             pictures, progress=self.progress.emit, cancel=cancel))
         return True
 
@@ -156,7 +181,7 @@ class Controller(QObject):
             if isinstance(outcome, kc.NoUsableProfile):  # the estimate's checks refused: go on blind
                 self.set_setting("mode", "blind")
                 self.mode_changed.emit("blind")
-                self.message.emit(str(outcome) + ".", True)
+                self.message.emit("%s. Nothing was stored as '%s'." % (outcome, context[0]), True)
                 return
             if isinstance(outcome, Exception):
                 if isinstance(outcome, (kc.CoreNotInstalled, kc.WorkerStartFailed, kc.WorkerGone)):
@@ -169,12 +194,16 @@ class Controller(QObject):
                 apply_result(doc, node, region, outcome, scale, layer_name(scale, mode))
                 done = "Done"
             else:
-                with open(context, "wb") as fh:
-                    fh.write(outcome)
-                self.set_setting("profile", context)
+                name, size, inputs = context
+                report = getattr(outcome, "report", "")
+                try:
+                    kc.store_profile(name, outcome, estimate_record(report, size, inputs))
+                except (IOError, OSError) as e:
+                    raise KireiError("Can't store the profile in %s (%s)." % (kc.profiles_dir(), e))
+                self.set_setting("profile", name)
                 self.set_setting("mode", "profile")
-                self.profile_changed.emit(context)
-                done = "Profile saved to %s (%s)" % (context, getattr(outcome, "report", "") or "measured")
+                self.profile_changed.emit(name)
+                done = "Profile stored as '%s' (%s)" % (name, report or "measured")
             self.last_seconds = time.time() - started
             self.progress.emit(1.0)
             notice = getattr(outcome, "notice", None)
@@ -215,6 +244,44 @@ def offered_models(info=None):
     default = (info or {}).get("default_model")
     listed.sort(key=lambda m: m["name"] != default)  # stable: the worker's order otherwise
     return [(m["name"], "%s (%s)" % (m["name"], m["speed"]) if m.get("speed") else m["name"]) for m in listed]
+
+
+def is_profile_name(value):
+    """Whether a profile setting is a stored profile's name rather than a file's path (a path has a
+    separator or an extension, which no name has)."""
+    return kc.profile_name_problem(value) is None
+
+
+def default_profile_name(source, taken=()):
+    """A valid name not in `taken`, for a profile measured from pictures like `source` (a file or folder
+    path; a series' number is dropped: "studio_a-0012.jpg" -> "studio_a"), else "watermark"."""
+    base = os.path.splitext(os.path.basename((source or "").rstrip("/\\")))[0]
+    base = re.sub(r"[^A-Za-z0-9_-]+", "-", base).strip("-_")
+    base = re.sub(r"[-_]*\d+$", "", base) or base  # a series' number, unless the name is only one
+    name = base[:kc.PROFILE_NAME_MAX].rstrip("-_") or "watermark"
+    if not is_profile_name(name):  # a name Windows keeps for a device
+        name = "watermark"
+    taken = set(t.lower() for t in taken)  # never one differing only in case: a file of that name on macOS, Windows
+    n, candidate = 2, name
+    while candidate.lower() in taken:
+        suffix = "-%d" % n
+        candidate, n = name[:kc.PROFILE_NAME_MAX - len(suffix)] + suffix, n + 1
+    return candidate
+
+
+_REPORT = re.compile(r"watermark on (\d+) of \d+ pictures, at x (\d+)-(\d+), y (\d+)-(\d+) .*mean opacity ([\d.]+)")
+
+
+def estimate_record(report, size, inputs):
+    """A stored profile's record (kirei_client's named profiles) for an estimate made here: where the
+    stamp is, read back from the worker's one-line report (what the record's fields hold)."""
+    record = {"made": datetime.now().astimezone().isoformat(timespec="seconds"), "size": list(size),
+              "by": "Kirei in Krita %s" % Krita.instance().version(), "report": report, "inputs": inputs}
+    found = _REPORT.search(report or "")
+    if found:
+        carried, x0, x1, y0, y1 = (int(v) for v in found.groups()[:5])
+        record.update(pictures=carried, bbox=[x0, y0, x1, y1], mean_opacity=float(found.group(6)))
+    return record
 
 
 def pictures_from_documents(docs):

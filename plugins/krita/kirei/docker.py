@@ -3,12 +3,17 @@ import os
 
 from krita import DockWidget, Krita
 
-from .controller import MODES, PICTURE_FILTER, offered_models, pictures_from_documents, pictures_from_folder
-from .qt import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QMenu, QProgressBar, QPushButton,
-                 QToolButton, QVBoxLayout, QWidget, pyqtSlot)
+from . import kirei_client as kc
+from .controller import (MODES, PICTURE_FILTER, default_profile_name, is_profile_name, offered_models,
+                         pictures_from_documents, pictures_from_folder)
+from .qt import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QInputDialog, QLabel, QLineEdit, QMenu, QMessageBox,
+                 QProgressBar, QPushButton, Qt, QVBoxLayout, QWidget, pyqtSlot)
 
 DOCKER_ID = "kirei_docker"
 MODE_LABELS = {"blind": "Remove it (blind)", "profile": "Remove it with a profile", "none": "Don't remove (upscale only)"}
+CHOOSE_FILE = "Choose a file..."  # the profile list's last entry (its data: "", which no name or path is)
+TOOLTIP_ROLE = Qt.ItemDataRole.ToolTipRole
+YES, NO = QMessageBox.StandardButton.Yes, QMessageBox.StandardButton.No
 
 
 class KireiDocker(DockWidget):
@@ -21,6 +26,7 @@ class KireiDocker(DockWidget):
         body = QWidget(self)
         form = QFormLayout()
         self.scale = QComboBox(body)
+        self.scale.setObjectName("kirei_scale")
         for s in (1, 2, 4):
             self.scale.addItem("%dx" % s, s)
         self.scale.setCurrentIndex((1, 2, 4).index(c.scale))
@@ -32,22 +38,21 @@ class KireiDocker(DockWidget):
         self.model.currentIndexChanged.connect(lambda i: c.set_setting("model", self.model.itemData(i)))
         form.addRow("Model", self.model)
         self.mode = QComboBox(body)
+        self.mode.setObjectName("kirei_mode")
         for m in MODES:
             self.mode.addItem(MODE_LABELS[m], m)
         self.mode.setCurrentIndex(MODES.index(c.mode))
         self.mode.currentIndexChanged.connect(self._mode_changed)
         form.addRow("Watermark", self.mode)
-        self.profile = QLineEdit(c.profile, body)
-        self.profile.setPlaceholderText("watermark profile (RGBA PNG)")
-        self.profile.editingFinished.connect(lambda: c.set_setting("profile", self.profile.text()))
-        browse = QToolButton(body)
-        browse.setText("...")
-        browse.clicked.connect(self._browse_profile)
-        row = QHBoxLayout()
-        row.addWidget(self.profile)
-        row.addWidget(browse)
-        form.addRow("Profile", row)
+        self.profile = QComboBox(body)  # the stored profiles by name, a chosen file, "Choose a file..."
+        self.profile.setObjectName("kirei_profile")
+        self.profile.setToolTip("The profiles stored by name (Estimate profile..., or `python -m core estimate "
+                                "--save NAME`), or a profile PNG file")
+        self._list_profiles()
+        self.profile.activated.connect(self._profile_chosen)  # a user's choice (also of the entry shown)
+        form.addRow("Profile", self.profile)
         self.estimate = QPushButton("Estimate profile...", body)
+        self.estimate.setObjectName("kirei_estimate")
         menu = QMenu(self.estimate)
         menu.addAction("From the open documents", self._estimate_from_documents)
         menu.addAction("From a folder of pictures...", self._estimate_from_folder)
@@ -94,6 +99,10 @@ class KireiDocker(DockWidget):
     def canvasChanged(self, canvas):
         pass  # the docker works on whatever document is active when Restore is pressed
 
+    def showEvent(self, event):
+        self._list_profiles()  # profiles stored meanwhile (by the command line, another window) show up
+        super().showEvent(event)
+
     # ------------------------------------------------------------ reactions
     def _mode_changed(self, index):
         mode = self.mode.itemData(index)
@@ -125,36 +134,86 @@ class KireiDocker(DockWidget):
         self.info.setText(text)
         self.info.setStyleSheet("color: #c33;" if is_error else "")
 
-    def _profile_changed(self, path):
-        self.profile.setText(path)
+    def _profile_changed(self, value):
+        self._list_profiles()
         self.mode.setCurrentIndex(MODES.index("profile"))
 
-    def _browse_profile(self):
-        path, _ = QFileDialog.getOpenFileName(self, "Watermark profile", os.path.dirname(self.profile.text()),
-                                              "RGBA PNG (*.png)")
-        if path:
-            self.controller.set_setting("profile", path)
-            self._profile_changed(path)
+    def _list_profiles(self):
+        """Offer the stored profiles, the chosen file (if one is), then "Choose a file...". The saved
+        choice is shown; with none saved the first stored profile is, and saved: what is shown is what is sent."""
+        saved = self.controller.profile
+        names = kc.profile_names()
+        self.profile.blockSignals(True)
+        self.profile.clear()
+        for name in names:
+            record = kc.profile_record(name)
+            self.profile.addItem(name, name)
+            self.profile.setItemData(self.profile.count() - 1, record.get("report") or name, TOOLTIP_ROLE)
+        if saved and saved not in names:  # a file, or a name removed since (Restore says so)
+            label = (saved + " (not stored)") if is_profile_name(saved) else os.path.basename(saved)
+            self.profile.addItem(label, saved)
+            self.profile.setItemData(self.profile.count() - 1, saved, TOOLTIP_ROLE)
+        self.profile.addItem(CHOOSE_FILE, "")
+        if not saved and names:
+            saved = names[0]
+            self.controller.set_setting("profile", saved)
+        self.profile.setCurrentIndex(self.profile.findData(saved) if saved else self.profile.count() - 1)
+        self.profile.blockSignals(False)
 
-    def _save_profile_as(self):
-        path, _ = QFileDialog.getSaveFileName(self, "Save the watermark profile", "watermark-profile.png",
-                                              "RGBA PNG (*.png)")
+    def _profile_chosen(self, index):
+        value = self.profile.itemData(index)
+        if not value:
+            value = self._choose_profile_file()
+        if value:
+            self.controller.set_setting("profile", value)
+        self._list_profiles()  # shows the choice, or the one before when the file dialog was cancelled
+
+    def _choose_profile_file(self):
+        saved = self.controller.profile
+        path, _ = QFileDialog.getOpenFileName(self, "Watermark profile", "" if is_profile_name(saved) else
+                                              os.path.dirname(saved), "RGBA PNG (*.png)")
         return path
 
     def _estimate_from_documents(self):
-        pictures = pictures_from_documents(Krita.instance().documents())
-        self._estimate(pictures, "Open at least 2 pictures of the same size that carry the watermark.")
+        docs = Krita.instance().documents()
+        source = next((d.fileName() for d in docs if d.fileName()), "")
+        self._estimate(pictures_from_documents(docs), source,
+                       "Open at least 2 pictures of the same size that carry the watermark.")
 
     def _estimate_from_folder(self):
         folder = QFileDialog.getExistingDirectory(self, "Folder of pictures that carry the watermark")
         if folder:
-            self._estimate(pictures_from_folder(folder), "The folder needs at least 2 pictures of one size (%s)."
-                           % ", ".join(PICTURE_FILTER))
+            self._estimate(pictures_from_folder(folder), folder, "The folder needs at least 2 pictures of one size "
+                           "(%s)." % ", ".join(PICTURE_FILTER))
 
-    def _estimate(self, pictures, too_few):
+    def _estimate(self, pictures, source, too_few):
         if len(pictures) < 2:
             self._message(too_few, True)
             return
-        path = self._save_profile_as()
-        if path:
-            self.controller.estimate(pictures, path)
+        name, replace = self._ask_profile_name(default_profile_name(source, kc.profile_names()))
+        if name:
+            self.controller.estimate(pictures, name, replace)
+
+    def _ask_profile_name(self, default):
+        """(name, replace) for the profile to store, or (None, False) when the user cancels. A name
+        that isn't valid is asked again, saying why; a name in use is replaced only when the user says so."""
+        name, why = default, ""
+        while True:
+            name, ok = QInputDialog.getText(self, "Store the watermark profile", why + "Store the measured profile "
+                                            "as (letters, digits, '-' and '_'):", QLineEdit.EchoMode.Normal, name)
+            if not ok:
+                return None, False
+            name = name.strip()
+            problem = kc.profile_name_problem(name)
+            if problem:
+                why = problem[0].upper() + problem[1:] + ".\n\n"
+                continue
+            if not os.path.isfile(kc.profile_path(name)):
+                return name, False
+            made = kc.profile_record(name).get("made", "")[:10]
+            answer = QMessageBox.question(
+                self, "Replace the stored profile?", "A profile called '%s' is already stored%s. Replace it?"
+                % (name, " (made %s)" % made if made else ""), YES | NO, NO)
+            if answer == YES:
+                return name, True
+            why = "'%s' is already stored: choose another name.\n\n" % name

@@ -7,8 +7,9 @@ never found by trying imports: on a system with both bindings installed, Krita 5
 
 Qt 6's differences are met by writing what both bindings take: enums in their scoped form
 (QImage.Format.Format_RGBA8888, DockWidgetFactoryBase.DockPosition.DockRight: PyQt6 has no other,
-PyQt5 5.11+ takes both), QImage.sizeInBytes (byteCount is gone in Qt 6), no exec_() (the plugin
-runs no modal loop of its own), and no QAction by name (it moved to QtGui in Qt 6; Krita's
+PyQt5 5.11+ takes both), QImage.sizeInBytes (byteCount is gone in Qt 6), no exec_() (the plugin's
+only modal dialogs are Qt's static ones: QFileDialog.get*, QInputDialog.getText, QMessageBox.question,
+named alike in both), and no QAction by name (it moved to QtGui in Qt 6; Krita's
 Window.createAction makes the plugin's one action).
 """
 from krita import Krita
@@ -30,10 +31,10 @@ if BINDING == "PyQt6":
 else:
     from PyQt5 import QtCore, QtGui, QtWidgets
 
-QObject, pyqtSignal, pyqtSlot = QtCore.QObject, QtCore.pyqtSignal, QtCore.pyqtSlot
+Qt, QObject, pyqtSignal, pyqtSlot = QtCore.Qt, QtCore.QObject, QtCore.pyqtSignal, QtCore.pyqtSlot
 QImage = QtGui.QImage
 QComboBox, QFileDialog, QFormLayout, QHBoxLayout = (QtWidgets.QComboBox, QtWidgets.QFileDialog,
                                                     QtWidgets.QFormLayout, QtWidgets.QHBoxLayout)
 QLabel, QLineEdit, QMenu, QProgressBar = QtWidgets.QLabel, QtWidgets.QLineEdit, QtWidgets.QMenu, QtWidgets.QProgressBar
-QPushButton, QToolButton, QVBoxLayout, QWidget = (QtWidgets.QPushButton, QtWidgets.QToolButton,
-                                                  QtWidgets.QVBoxLayout, QtWidgets.QWidget)
+QInputDialog, QMessageBox = QtWidgets.QInputDialog, QtWidgets.QMessageBox
+QPushButton, QVBoxLayout, QWidget = QtWidgets.QPushButton, QtWidgets.QVBoxLayout, QtWidgets.QWidget
