@@ -264,16 +264,27 @@ def _enable_plugins(config_home, names):
 
 
 @pytest.mark.parametrize("version", KRITAS)
-def test_plugin_in_krita_gui(version, krita_worker, tmp_path):
+def test_plugin_in_krita_gui(version, krita_worker, cli_profiles, watermark, tmp_path):
     """A full Krita under Xvfb loads the installed plugin (copied as `cp -rL` would), shows the
-    docker, and restores from its Restore button; the window is saved as a screenshot."""
+    docker, and restores from its Restore button; the window is saved as a screenshot. Then its
+    Estimate profile... > From the open documents asks a name (offering the documents' series) and
+    stores the profile by it, listed beside the one the command line stored."""
     krita = KritaHost(version, str(tmp_path), "krita", gui=True)
     out = os.path.join(ROOT, "test-output", "krita-gui-" + version)
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
     token = shutil.copy(krita_worker.token_file, str(tmp_path))
+    config = os.path.join(str(tmp_path), "config")
+    shutil.copytree(cli_profiles, config)
+    alpha, color = watermark
+    for i in range(NAMED["stamped"]):  # Krita's B,G,R,A
+        rgb = np.rint(stamp(picture(NAMED["width"], NAMED["height"], 40 + i), alpha, color) * 255)
+        np.dstack([rgb[..., ::-1], np.full(rgb.shape[:2], 255)]).astype(np.uint8).tofile(
+            os.path.join(out, f"stamped_{i}.raw"))
+    with open(os.path.join(out, "named.json"), "w") as fh:
+        json.dump(NAMED, fh)
     env = krita.env({"KIREI_GUITEST_OUT": out, "KIREI_SERVER_URL": krita_worker.url, "KIREI_TOKEN_FILE": token,
-                     "DISPLAY": ""})
+                     "KIREI_CONFIG_DIR": config, "DISPLAY": ""})
     env.pop("QT_QPA_PLATFORM", None)
     pykrita = os.path.join(env["XDG_DATA_HOME"], "krita", "pykrita")
     _install(os.path.join(ROOT, "plugins", "krita", "kirei"), os.path.join(pykrita, "kirei"))
@@ -320,3 +331,11 @@ def test_plugin_in_krita_gui(version, krita_worker, tmp_path):
     # Edit > Undo takes the document back exactly: the scaling and the new layer
     assert res["after_undo"] == {"size": [96, 64], "layers": ["Background"], "pixels_equal": True}, res
     print("undo steps for a x2 restore:", res["undo_steps"])
+    named = res["named"]
+    assert named["listed_before"] == [NAMED["cli_name"], "Choose a file..."], named  # the command line's profile
+    assert named["offered"] == "gui_studio" and "Profile stored as 'gui_studio'" in named["message"], named
+    assert (named["listed"], named["current"], named["mode"]) == (
+        [NAMED["cli_name"], "gui_studio", "Choose a file..."], "gui_studio", "profile"), named
+    p = _cli(config, "profiles", "list")
+    assert sorted(ln.split()[0] for ln in p.stdout.splitlines() if ln.strip()) == [NAMED["cli_name"], "gui_studio"], (
+        p.stdout + p.stderr)

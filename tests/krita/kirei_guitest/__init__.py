@@ -1,6 +1,7 @@
 """Test-only Krita plugin: once the main window is up, drive the Kirei docker like a user would
-(a document, the docker's settings, its Restore button), then write result.json and a grab of
-the window into $KIREI_GUITEST_OUT and quit Krita. Installed only by tests/test_krita.py."""
+(a document, the docker's settings, its Restore button; then Estimate profile... > From the open
+documents, answering its name dialog), then write result.json and a grab of the window into
+$KIREI_GUITEST_OUT and quit Krita. Installed only by tests/test_krita.py."""
 import json
 import os
 import time
@@ -11,9 +12,9 @@ from krita import Extension, Krita
 from kirei.qt import QtCore, QtWidgets  # the binding this Krita runs on: PyQt5 (Krita 5) or PyQt6 (Krita 6)
 
 QTimer = QtCore.QTimer
-QApplication, QComboBox, QDockWidget, QLabel, QPushButton = (QtWidgets.QApplication, QtWidgets.QComboBox,
-                                                             QtWidgets.QDockWidget, QtWidgets.QLabel,
-                                                             QtWidgets.QPushButton)
+QApplication, QComboBox, QDockWidget, QInputDialog, QLabel, QPushButton = (
+    QtWidgets.QApplication, QtWidgets.QComboBox, QtWidgets.QDockWidget, QtWidgets.QInputDialog, QtWidgets.QLabel,
+    QtWidgets.QPushButton)
 
 OUT = os.environ.get("KIREI_GUITEST_OUT")
 
@@ -25,6 +26,9 @@ class Driver(Extension):
 
     def setup(self):
         if OUT:
+            # a new user's, before the docker reads it: the profile chosen in an earlier run (Krita's settings
+            # are kept warm) isn't stored in this run's config folder
+            Krita.instance().writeSetting("kirei", "profile", "")
             Krita.instance().notifier().windowCreated.connect(lambda: QTimer.singleShot(1500, self.start))
 
     def createActions(self, window):
@@ -78,7 +82,7 @@ class Driver(Extension):
             dock.raise_()
             self.res["docker_title"] = dock.windowTitle()
             self.res["action_found"] = k.action("kirei_restore") is not None
-            scale, mode = dock.findChildren(QComboBox)[:2]
+            scale, mode = dock.findChild(QComboBox, "kirei_scale"), dock.findChild(QComboBox, "kirei_mode")
             scale.setCurrentIndex(1)  # 2x
             mode.setCurrentIndex(0)  # blind
             button = dock.findChild(QPushButton, "kirei_restore_button")
@@ -129,9 +133,63 @@ class Driver(Extension):
             qwin = Krita.instance().activeWindow().qwindow()
             self.res["grab_saved"] = qwin.grab().save(os.path.join(OUT, "krita-window.png"))
             self.undo()
+            self.estimate()
+        except Exception:
+            self.fail()
+
+    def entries(self):
+        combo = self.dock.findChild(QComboBox, "kirei_profile")
+        return [combo.itemText(i) for i in range(combo.count())], combo.currentText()
+
+    def estimate(self):
+        """Estimate profile... > From the open documents (the stamped pictures of $KIREI_GUITEST_OUT/named),
+        accepting the name the dialog offers."""
+        k = Krita.instance()
+        with open(os.path.join(OUT, "named.json")) as fh:
+            spec = json.load(fh)
+        w, h = spec["width"], spec["height"]
+        self.named, self.stamped, self.t0 = {"listed_before": self.entries()[0]}, [], time.time()
+        for i in range(spec["stamped"]):
+            d = k.createDocument(w, h, "stamped", "RGBA", "U8", "", 72.0)
+            with open(os.path.join(OUT, "stamped_%d.raw" % i), "rb") as fh:  # B,G,R,A already
+                d.nodeByName("Background").setPixelData(fh.read(), 0, 0, w, h)
+            d.setFileName(os.path.join(OUT, "gui_studio-%02d.png" % (i + 1)))
+            d.refreshProjection()
+            d.waitForDone()
+            self.stamped.append(d)
+        QTimer.singleShot(300, self.answer)  # the dialog is modal: answered from its own event loop
+        button = self.dock.findChild(QPushButton, "kirei_estimate")
+        button.menu().actions()[0].trigger()  # "From the open documents": returns once the dialog is answered
+        self.t0 = time.time()  # the estimate's start
+        QTimer.singleShot(200, self.estimated)
+
+    def answer(self):
+        try:
+            dialog = QApplication.activeModalWidget()
+            if not isinstance(dialog, QInputDialog):
+                if time.time() - self.t0 < 20:
+                    QTimer.singleShot(200, self.answer)
+                return
+            self.named["offered"] = dialog.textValue()
+            dialog.accept()
+        except Exception:
+            self.fail()
+
+    def estimated(self):
+        try:
+            from kirei.docker import KireiDocker
+            if KireiDocker.controller.running is not None and time.time() - self.t0 < 150:
+                QTimer.singleShot(200, self.estimated)
+                return
+            label = self.dock.findChild(QLabel, "kirei_message")
+            self.named["message"] = label.text()
+            self.named["listed"], self.named["current"] = self.entries()
+            self.named["mode"] = self.dock.findChild(QComboBox, "kirei_mode").currentData()
+            self.res["named"] = self.named
             self.write()
-            self.doc.setModified(False)
-            self.doc.close()
+            for d in self.stamped + [self.doc]:
+                d.setModified(False)
+                d.close()
             Krita.instance().action("file_quit").trigger()
         except Exception:
             self.fail()
