@@ -16,7 +16,7 @@ from core.blend import stamp
 from core.pipeline import Options
 from core.profile import Profile, load_profile, save_profile
 from core.region import restore_region
-from tests.conftest import IN_CHROOT, ROOT, RunningWorker, host_chroot, picture, virtual_display
+from tests.conftest import IN_CHROOT, ROOT, RunningWorker, host_chroot, picture, quantise, run_cli, virtual_display
 
 GIMPS = {"3.0": "trixie", "3.2": "forky"}  # GIMP version -> its Debian chroot (.ci/host_chroots.sh)
 
@@ -66,8 +66,28 @@ def _expected(case, src, work):
                           options=Options(scale=s))
 
 
+def _write_named_sets(work, watermark):
+    """The pictures the named-profile tests measure in GIMP: /project/stamped (10 carrying the stamp, and
+    one of another size that Measure must leave out), /project/clean (8 carrying none); returns the
+    stamped ones' files."""
+    alpha, color = watermark
+    os.makedirs(os.path.join(work, "stamped"))
+    os.makedirs(os.path.join(work, "clean"))
+    files = []
+    for i in range(10):
+        clean = picture(120, 160, seed=60 + i)
+        files.append(os.path.join(work, "stamped", "studio-%02d.png" % i))
+        Image.fromarray(np.rint(quantise(stamp(clean, alpha, color)) * 255).astype(np.uint8)).save(files[-1])
+    Image.fromarray(np.rint(picture(100, 80, seed=70) * 255).astype(np.uint8)).save(
+        os.path.join(work, "stamped", "z-other-size.png"))
+    for i in range(8):
+        Image.fromarray(np.rint(picture(120, 160, seed=80 + i) * 255).astype(np.uint8)).save(
+            os.path.join(work, "clean", "clean-%02d.png" % i))
+    return files
+
+
 @pytest.mark.parametrize("version", GIMPS)
-def test_plugin_in_real_gimp3(version, tmp_path):
+def test_plugin_in_real_gimp3(version, tmp_path, monkeypatch, watermark):
     chroot = host_chroot(GIMPS[version], "/usr/bin/gimp-console", f"GIMP {version}")
     work = str(tmp_path)
     cases, sources = _write_cases(work)
@@ -77,12 +97,19 @@ def test_plugin_in_real_gimp3(version, tmp_path):
     shutil.copytree(os.path.join(ROOT, "plugins", "gimp", "kirei"), os.path.join(plugins, "kirei"), symlinks=False)
     for f in ("test_in_gimp.py", "gimp_pytest.py"):
         shutil.copy(os.path.join(ROOT, "tests", "gimp", f), work)
+    # named profiles: Kirei's config folder is shared by the command line here and GIMP there
+    config = os.path.join(work, "config")
+    monkeypatch.setenv("KIREI_CONFIG_DIR", config)
+    stamped = _write_named_sets(work, watermark)
+    r = run_cli("estimate", "--save", "cli-studio", *stamped[:8])
+    assert r.returncode == 0, r.stderr
     worker = RunningWorker(tmp_path / "worker-files")
     # the plug-in's window (Cancel) is tested where there is an X server
     with virtual_display() as display:
         try:
             shutil.copy(worker.token_file, os.path.join(work, "token"))
-            env = dict(os.environ, PASS_ENV="GIMP3_DIRECTORY KIREI_SERVER_URL KIREI_TOKEN_FILE PYTEST_ARGS DISPLAY",
+            env = dict(os.environ, PASS_ENV="GIMP3_DIRECTORY KIREI_SERVER_URL KIREI_TOKEN_FILE PYTEST_ARGS DISPLAY "
+                       "KIREI_CONFIG_DIR", KIREI_CONFIG_DIR="/project/config",
                        GIMP3_DIRECTORY="/project/gimp3-home", KIREI_SERVER_URL=worker.url,
                        KIREI_TOKEN_FILE="/project/token", PYTEST_ARGS="-q -rA /project/test_in_gimp.py",
                        DISPLAY=display)
@@ -95,7 +122,7 @@ def test_plugin_in_real_gimp3(version, tmp_path):
     out = p.stdout + p.stderr
     assert p.returncode == 0, out[-6000:]
     assert f"in GIMP {version}." in out, out[-3000:]  # the GIMP this test is for
-    assert f"{len(cases) + 7 + bool(display)} passed" in out, out[-3000:]
+    assert f"{len(cases) + 14 + 2 * bool(display)} passed" in out, out[-3000:]
     for case in cases:
         src = sources[case["input"]]
         want = _expected(case, src, work)
@@ -105,3 +132,19 @@ def test_plugin_in_real_gimp3(version, tmp_path):
         assert info["size"] == [w, h], case["name"]
         got = np.fromfile(os.path.join(work, case["name"] + ".out"), src.dtype).reshape(want.pixels.shape)
         np.testing.assert_array_equal(got, want.pixels, err_msg=case["name"])
+
+    # the named profiles: measured in GIMP (from the open images, from a folder), listed by the command
+    # line; the restore by name equals the engine's with that stored file
+    r = run_cli("profiles", "list")
+    assert r.returncode == 0, r.stderr
+    listed = {line.split()[0]: line for line in r.stdout.splitlines()}
+    assert set(listed) == {"cli-studio", "folder-studio", "gimp-studio"}, r.stdout  # nothing from the refusals
+    assert "120x160" in listed["gimp-studio"] and "120x160" in listed["folder-studio"], r.stdout
+    stored = load_profile(os.path.join(config, "profiles", "gimp-studio.png"))
+    assert np.abs(stored.alpha - watermark[0]).mean() < 0.03
+    r = run_cli("profiles", "show", "gimp-studio")
+    assert r.returncode == 0 and f"by:      GIMP {version}" in r.stdout, r.stdout
+    src = np.asarray(Image.open(stamped[0]).convert("RGBA"))
+    want = restore_region(src, profile=stored, options=Options(scale=1))
+    got = np.fromfile(os.path.join(work, "named.out"), np.uint8).reshape(want.pixels.shape)
+    np.testing.assert_array_equal(got, want.pixels)

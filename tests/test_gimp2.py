@@ -26,6 +26,8 @@ def _write(folder, seen_as):
     color = np.empty((H, W, 3), np.float32)
     color[:] = (0.9, 0.5, 0.2)
     save_profile(Profile(alpha, color), os.path.join(folder, "profile.png"))
+    os.makedirs(os.path.join(folder, "config", "profiles"))
+    shutil.copy(os.path.join(folder, "profile.png"), os.path.join(folder, "config", "profiles", "studio.png"))
     rgb = np.rint(stamp(picture(W, H, seed=51), alpha, color) * 255).astype(np.uint8)
     grey = np.rint(rgb.mean(axis=2)).astype(np.uint8)
     rgb.tofile(os.path.join(folder, "rgb.raw"))
@@ -36,6 +38,9 @@ def _write(folder, seen_as):
          "mode_index": 1, "profile": seen_as + "/profile.png", "selection": [6, 4, 30, 24], "soft": [6, 24, 30, 4]},
         {"name": "grey_profile_x1", "bpp": 1, "pixels": seen_as + "/grey.raw", "scale_index": 0, "mode_index": 1,
          "profile": seen_as + "/profile.png"},
+        # the stored profile "studio" (the same file, stored by name in the config folder) wins over the file
+        {"name": "rgb_stored_profile_x1", "bpp": 3, "pixels": seen_as + "/rgb.raw", "scale_index": 0, "mode_index": 1,
+         "profile": seen_as + "/not-there.png", "stored": "studio"},
         {"name": "rgb_blind_x2_fast", "bpp": 3, "pixels": seen_as + "/rgb.raw", "scale_index": 1, "mode_index": 0,
          "model_index": 1},
         # an image opened from a JPEG file: its job says so, and the model's JPEG body runs
@@ -56,7 +61,8 @@ def _check(output, folder, sources, cases):
     reg = res["registered"]
     assert reg["menu"] == "<Image>/Filters/Enhance" and reg["label"] == "Kirei: Remove Watermark & Upscale..."
     assert reg["types"] == "RGB*, GRAY*"
-    assert reg["params"] == ["image", "drawable", "scale", "watermark", "profile", "model"]
+    assert reg["params"] == ["image", "drawable", "scale", "watermark", "profile", "model", "stored"]
+    assert reg["stored_label"] == "Stored profile, by name (instead of the file): studio"  # read from the store
     assert reg["models"] == ["kirei-2 (best)", "kirei-fast (for slow machines)"]
     profile = load_profile(os.path.join(folder, "profile.png"))
     for case in cases:
@@ -105,12 +111,15 @@ def _check(output, folder, sources, cases):
     assert refused["layers"] == ["Background"] and refused["size"] == [8, 8] and refused["pixels_kept"]
     assert all(c["undo_balanced"] for c in changed.values())
     assert any("profile" in m for m in res["messages"])
+    assert res["no_such_stored"] == ("No profile file nobody, nor a stored profile of that name (stored: studio).")
+    assert res["no_such_stored_left_image"]
     return res
 
 
 def test_gimp2_plugin_on_python3(worker, tmp_path):
     sources, cases = _write(str(tmp_path), str(tmp_path))
-    env = dict(os.environ, KIREI_SERVER_URL=worker.url, KIREI_TOKEN_FILE=worker.token_file)
+    env = dict(os.environ, KIREI_SERVER_URL=worker.url, KIREI_TOKEN_FILE=worker.token_file,
+               KIREI_CONFIG_DIR=str(tmp_path / "config"))
     p = subprocess.run([sys.executable, str(tmp_path / "check_gimp2_plugin.py"), str(tmp_path), str(tmp_path),
                         str(tmp_path / "job.json")], env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
@@ -122,6 +131,7 @@ def test_gimp2_plugin_on_real_python27(worker, python27):
     shutil.copy(worker.token_file, os.path.join(python27.host, "token"))
     inner = python27.inner
     p = python27.run([inner + "/check_gimp2_plugin.py", inner, inner, inner + "/job.json"],
-                     {"KIREI_SERVER_URL": worker.url, "KIREI_TOKEN_FILE": inner + "/token"})
+                     {"KIREI_SERVER_URL": worker.url, "KIREI_TOKEN_FILE": inner + "/token",
+                      "KIREI_CONFIG_DIR": inner + "/config"})
     assert p.returncode == 0, p.stderr[-3000:]
     assert _check(p.stdout, python27.host, sources, cases)["python"].startswith("2.7")

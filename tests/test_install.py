@@ -862,9 +862,11 @@ def test_gimp_menu_entries_follow_the_plug_ins_sources(tmp_path):
 
 def test_gimp_menu_entries_of_the_real_plug_ins():
     kirei_common = _kirei_common()
-    for _, name in install.GIMP_PLUGINS:
-        assert (kirei_common.MENU_PATH, kirei_common.MENU_LABEL) in \
-            install.gimp_menu_entries(os.path.join(install.GIMP_SRC, name)), name
+    restore = (kirei_common.MENU_PATH, kirei_common.MENU_LABEL)
+    measure = ("<Image>/Filters/Enhance", "Kirei: Measure Watermark...")  # GIMP 3 only
+    assert sorted(install.gimp_menu_entries(os.path.join(install.GIMP_SRC, "kirei.py"))) == [measure, restore]
+    assert install.gimp_menu_entries(os.path.join(install.GIMP_SRC, "kirei_gimp2.py")) == [restore]
+    assert [v for v, _ in install.GIMP_PLUGINS] == ["3", "2.10"]  # the two checked above
 
 
 def test_gimp_where_names_each_gimp_version_installed_into():

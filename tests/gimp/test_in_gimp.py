@@ -217,3 +217,180 @@ def test_the_window_s_cancel_button_stops_the_run(monkeypatch):
         assert timers and all(GLib.MainContext.default().find_source_by_id(t) is None for t in timers)
     finally:
         image.delete()
+
+
+# ---------------------------------------------------------------- named profiles (Measure Watermark)
+# /project/stamped: 10 pictures carrying one stamp and one of another size; /project/clean: 8 without
+# one; the config folder (KIREI_CONFIG_DIR) holds "cli-studio", stored by `estimate --save` on the host.
+MEASURE = "python-fu-kirei-measure"
+CONFIG = os.environ.get("KIREI_CONFIG_DIR", "")
+
+
+def _folder_files(folder):
+    return sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".png"))
+
+
+def _open_all(folder):
+    return [Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(f)) for f in _folder_files(folder)]
+
+
+def _measure(**settings):
+    proc = Gimp.get_pdb().lookup_procedure(MEASURE)
+    assert proc is not None, "the Measure procedure is not registered"
+    cfg = proc.create_config()
+    cfg.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+    for k, v in settings.items():
+        cfg.set_property(k, v)
+    return proc.run(cfg)
+
+
+def _stored(name):
+    return os.path.join(CONFIG, "profiles", name + ".png")
+
+
+def _record(name):
+    with open(os.path.join(CONFIG, "profiles", name + ".json")) as fh:
+        return json.load(fh)
+
+
+def test_measure_is_registered_beside_the_restore():
+    proc = Gimp.get_pdb().lookup_procedure(MEASURE)
+    assert proc is not None
+    assert "<Image>/Filters/Enhance" in list(proc.get_menu_paths())
+    assert proc.get_menu_label() == "Kirei: Measure Watermark..."
+
+
+def test_measure_the_open_images_then_restore_with_the_profile_by_name():
+    plugin = _plugin()
+    images = _open_all("/project/stamped")
+    try:
+        assert len({(i.get_width(), i.get_height()) for i in images}) == 2  # the odd one is left out
+        before = [_state(i) for i in images]
+        result = _measure(source="images", name="gimp-studio")
+        assert result.index(0) == Gimp.PDBStatusType.SUCCESS, result.index(1)
+        assert [_state(i) for i in images] == before and all(i.is_valid() for i in images)
+        assert os.path.isfile(_stored("gimp-studio"))
+        record = _record("gimp-studio")
+        assert record["inputs"] == 10 and record["size"] == [120, 160], record
+        assert "watermark on" in record["report"], record
+        assert plugin.remembered_settings()["profile"] == "gimp-studio"  # the restore dialog's profile now
+
+        image = images[0]
+        src = image.get_layers()[0]
+        pixels = _read(src, "R'G'B'A u8")
+        result = _run(image, src, scale="1", watermark="profile", profile="gimp-studio")
+        assert result.index(0) == Gimp.PDBStatusType.SUCCESS, result.index(1)
+        layers = image.get_layers()
+        assert [l.get_name() for l in layers] == ["Kirei (profile)", src.get_name()]
+        assert _read(src, "R'G'B'A u8") == pixels
+        with open("/project/named.out", "wb") as fh:
+            fh.write(_read(layers[0], "R'G'B'A u8"))
+    finally:
+        for image in images:
+            image.delete()
+
+
+def test_measure_a_folder():
+    result = _measure(source="folder", folder=Gio.File.new_for_path("/project/stamped"), name="folder-studio")
+    assert result.index(0) == Gimp.PDBStatusType.SUCCESS, result.index(1)
+    assert _record("folder-studio")["inputs"] == 10
+
+
+def test_a_profile_stored_by_the_command_line_is_offered_and_used():
+    plugin = _plugin()
+    assert "cli-studio" in [name for name, _ in plugin.stored_profiles()]
+    assert ("cli-studio", "cli-studio (120x160)") in plugin.stored_profiles()
+    image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(_folder_files("/project/stamped")[1]))
+    try:
+        src = image.get_layers()[0]
+        pixels = _read(src, "R'G'B'A u8")
+        result = _run(image, src, scale="1", watermark="profile", profile="cli-studio")
+        assert result.index(0) == Gimp.PDBStatusType.SUCCESS, result.index(1)
+        assert image.get_layers()[0].get_name() == "Kirei (profile)" and _read(src, "R'G'B'A u8") == pixels
+        result = _run(image, src, scale="1", watermark="profile", profile="no-such-profile")
+        assert result.index(0) != Gimp.PDBStatusType.SUCCESS
+        assert "nor a stored profile of that name (stored: cli-studio" in str(result.index(1))
+        assert len(image.get_layers()) == 2
+    finally:
+        image.delete()
+
+
+def test_a_refused_estimate_stores_nothing_and_changes_no_image():
+    plugin = _plugin()
+    remembered = plugin.remembered_settings()
+    images = _open_all("/project/clean")
+    try:
+        before = [_state(i) for i in images]
+        result = _measure(source="images", name="clean")
+        assert result.index(0) != Gimp.PDBStatusType.SUCCESS
+        assert "no profile was stored" in str(result.index(1)), result.index(1)
+        assert "watermark" in str(result.index(1))
+        assert not os.path.exists(_stored("clean"))
+        assert [_state(i) for i in images] == before
+        assert plugin.remembered_settings() == remembered
+    finally:
+        for image in images:
+            image.delete()
+
+
+@pytest.mark.parametrize("settings, words", [
+    ({"name": "bad name"}, "A profile name is 1 to 64 letters, digits"),
+    ({"name": "cli-studio"}, "A profile called 'cli-studio' is already stored (made "),
+])
+def test_a_bad_or_used_name_is_refused_before_measuring(settings, words):
+    stored = open(_stored("cli-studio"), "rb").read()
+    names = sorted(os.listdir(os.path.join(CONFIG, "profiles")))
+    result = _measure(source="folder", folder=Gio.File.new_for_path("/project/stamped"), **settings)
+    assert result.index(0) != Gimp.PDBStatusType.SUCCESS
+    assert words in str(result.index(1)), result.index(1)
+    assert open(_stored("cli-studio"), "rb").read() == stored
+    assert sorted(os.listdir(os.path.join(CONFIG, "profiles"))) == names
+
+
+@pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="needs an X server (tests/test_gimp.py starts Xvfb)")
+def test_the_dialog_offers_the_stored_profiles_and_remembers_the_settings():
+    gi.require_version("Gtk", "3.0")
+    from gi.repository import GLib, Gtk
+    plugin = _plugin()
+
+    def find(widget, name):
+        if widget.get_name() == name:
+            return widget
+        for child in (widget.get_children() if isinstance(widget, Gtk.Container) else []):
+            found = find(child, name)
+            if found is not None:
+                return found
+        return None
+
+    def answer(act):  # once the dialog is up, act on it as a user would
+        seen = []
+
+        def look():
+            for window in Gtk.Window.list_toplevels():
+                combo = find(window, "kirei-profile") if window.get_visible() else None
+                if combo is not None:
+                    seen.append(([row[1] for row in combo.get_model()], combo.get_active_id()))
+                    window.response(act(combo))
+                    return False
+            return True
+        GLib.timeout_add(50, look)
+        return seen
+
+    config = _proc().create_config()
+
+    def choose(combo):
+        combo.set_active_id("cli-studio")
+        config.set_property("scale", "1")  # what the Scale widget does
+        return Gtk.ResponseType.OK
+    seen = answer(choose)
+    assert plugin.restore_dialog(_proc(), config)
+    ids, _ = seen[0]
+    assert {"cli-studio", "gimp-studio"} <= set(ids) and ids[-1] == ""  # the stored ones, then "a file"
+    assert config.get_property("profile") == "cli-studio"
+    assert plugin.remembered_settings()["profile"] == "cli-studio"
+
+    again = _proc().create_config()
+    assert again.get_property("scale") == "2"
+    seen = answer(lambda combo: Gtk.ResponseType.CANCEL)
+    assert not plugin.restore_dialog(_proc(), again)
+    assert seen[0][1] == "cli-studio" and again.get_property("scale") == "1"  # the last settings

@@ -24,7 +24,8 @@ def main():
     out = {"python": sys.version.split()[0]}
     proc = gimpfu.registered["python-fu-kirei-restore"]
     out["registered"] = {"menu": proc["menu"], "label": proc["label"], "types": proc["imagetypes"],
-                         "params": [p[1] for p in proc["params"]], "models": proc["params"][-1][4]}
+                         "params": [p[1] for p in proc["params"]], "models": proc["params"][-2][4],
+                         "stored_label": proc["params"][-1][2]}
     run = proc["function"]
     out["cases"] = {}
     for case in job["cases"]:
@@ -45,7 +46,8 @@ def main():
             for yy in range(y, y + sh):
                 image.selection._data[yy * w + x:yy * w + x + sw] = b"\x80" * sw
         before = bytes(src._data)
-        run(image, src, case["scale_index"], case["mode_index"], case.get("profile", ""), case.get("model_index", 0))
+        run(image, src, case["scale_index"], case["mode_index"], case.get("profile", ""), case.get("model_index", 0),
+            case.get("stored", ""))
         new = image.layers[0]
         out["cases"][case["name"]] = {
             "layers": [l.name for l in image.layers], "offsets": list(new.offsets), "size": [new.width, new.height],
@@ -72,6 +74,13 @@ def main():
     except RuntimeError as e:
         out["wrong_size_profile"] = str(e)
     out["wrong_size_profile_left_image"] = [l.name for l in image.layers] == ["Background"] and image.width == 8
+    # a stored profile's name that isn't stored: the user is told which are
+    try:
+        run(image, layer, 1, 1, "", 0, "nobody")
+        out["no_such_stored"] = "no error"
+    except RuntimeError as e:
+        out["no_such_stored"] = str(e)
+    out["no_such_stored_left_image"] = [l.name for l in image.layers] == ["Background"] and image.width == 8
     out["changed"] = changed_during_the_run(gimpfu, run)
     out["messages"] = gimpfu.gimp.messages
     print(json.dumps(out, sort_keys=True))

@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 # -*- coding: utf-8 -*-
-"""Kirei for GIMP 3: Filters > Enhance > "Kirei: Remove Watermark & Upscale...".
+"""Kirei for GIMP 3: Filters > Enhance > "Kirei: Remove Watermark & Upscale..." and "Kirei: Measure Watermark...".
 
-Reads the layer (and the soft selection) through GEGL, sends them to Kirei's worker through
+Restore reads the layer (and the soft selection) through GEGL, sends them to Kirei's worker through
 kirei_client, and inserts the result as a new layer above the source in one undo group, after
 scaling the image when the scale is above 1. The image is changed only once the worker has
 succeeded, and only if the image and the layer are still as they were read (GIMP lets the user
 work meanwhile); a step that fails after that takes the image back. In interactive runs a small
 window shows the progress with a Cancel button; the worker call runs on a thread meanwhile.
+Measure (kirei_measure.py) reads the open images of the most common size, or a folder's pictures,
+has the worker measure their shared watermark and stores it as a named profile; it changes no image.
 Install: plug-ins/kirei/kirei.py, executable.
 """
 import os
@@ -26,9 +28,11 @@ from gi.repository import Gegl, GLib, GObject, Gimp  # noqa: E402
 
 import kirei_client  # noqa: E402
 from kirei_client import layer_name, what_changed  # noqa: E402
-from kirei_common import (BLURB, DEFAULT_MODE, DEFAULT_MODEL, DEFAULT_SCALE, HELP, MENU_LABEL, MENU_PATH,  # noqa: E402
-                          MODE_LABELS, MODEL_LABELS, MODELS, MODES, PROC_NAME, SCALES, UNCHANGED, Cancelled, Changes,
-                          PluginError, check_result, check_settings, region, restore)
+from kirei_common import (BLURB, DEFAULT_MODE, DEFAULT_MODEL, DEFAULT_SCALE, HELP, MEASURE_BLURB,  # noqa: E402
+                          MEASURE_HELP, MEASURE_LABEL, MEASURE_PROC, MENU_LABEL, MENU_PATH, MODE_LABELS, MODEL_LABELS,
+                          MODELS, MODES, PROC_NAME, SCALES, SOURCE_LABELS, SOURCES, UNCHANGED, Cancelled, Changes,
+                          PluginError, check_profile_name, check_result, check_settings, default_profile_name,
+                          profile_file, region, remember_settings, remembered_settings, restore, stored_profiles)
 
 # image precision -> (babl sample type, the worker's dtype)
 _SAMPLES = {8: ("u8", "uint8"), 16: ("u16", "uint16")}
@@ -53,12 +57,30 @@ def _choice(pairs):
 
 class KireiPlugIn(Gimp.PlugIn):
     def do_query_procedures(self):
-        return [PROC_NAME]
+        return [PROC_NAME, MEASURE_PROC]
 
     def do_set_i18n(self, name):
         return False
 
     def do_create_procedure(self, name):
+        flags = GObject.ParamFlags.READWRITE
+        if name == MEASURE_PROC:
+            proc = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, self.run_measure, None)
+            proc.set_image_types("*")
+            mask = Gimp.ProcedureSensitivityMask  # any time, an image open or not (a folder needs none)
+            proc.set_sensitivity_mask(mask.DRAWABLE | mask.DRAWABLES | mask.NO_DRAWABLES | mask.NO_IMAGE)
+            proc.set_menu_label(MEASURE_LABEL)
+            proc.add_menu_path(MENU_PATH)
+            proc.set_documentation(MEASURE_BLURB, MEASURE_HELP, name)
+            proc.set_attribution("Kirei", "Kirei contributors (MIT)", "2026")
+            proc.add_choice_argument("source", "_Measure from", "Which pictures carry the watermark",
+                                     _choice(list(zip(SOURCES, SOURCE_LABELS))), SOURCES[0], flags)
+            proc.add_file_argument("folder", "_Folder", "The folder of pictures (Measure from: a folder)",
+                                   Gimp.FileChooserAction.SELECT_FOLDER, True, None, flags)
+            proc.add_string_argument("name", "_Name", "The profile's name: letters, digits, '-' and '_'", "", flags)
+            proc.add_boolean_argument("replace", "_Replace a profile of that name", "Replace a stored profile of "
+                                      "that name (without it, a name in use is refused)", False, flags)
+            return proc
         proc = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, self.run, None)
         proc.set_image_types("RGB*, GRAY*")
         proc.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE)
@@ -66,22 +88,21 @@ class KireiPlugIn(Gimp.PlugIn):
         proc.add_menu_path(MENU_PATH)
         proc.set_documentation(BLURB, HELP, name)
         proc.set_attribution("Kirei", "Kirei contributors (MIT)", "2026")
-        flags = GObject.ParamFlags.READWRITE
         proc.add_choice_argument("scale", "_Scale", "Upscaling factor", _choice(
             [(str(s), "%dx" % s) for s in SCALES]), str(DEFAULT_SCALE), flags)
         proc.add_choice_argument("watermark", "_Watermark", "What to do with the watermark",
                                  _choice(list(zip(MODES, MODE_LABELS))), DEFAULT_MODE, flags)
-        proc.add_string_argument("profile", "_Profile", "Watermark profile: an RGBA PNG the size of the image",
-                                 "", flags)
+        proc.add_string_argument("profile", "_Profile", "Watermark profile: a stored profile's name (%s), or an "
+                                 "RGBA PNG file the size of the image" % MEASURE_LABEL, "", flags)
         proc.add_choice_argument("model", "_Model", "The learned model: kirei-2 is the best, kirei-fast quicker",
                                  _choice(list(zip(MODELS, MODEL_LABELS))), DEFAULT_MODEL, flags)
         return proc
 
     def run(self, procedure, run_mode, image, drawables, config, data):
         if len(drawables) != 1:
-            return self._fail(procedure, "Select exactly one layer to restore.", Gimp.PDBStatusType.CALLING_ERROR)
+            return fail(procedure, "Select exactly one layer to restore.", Gimp.PDBStatusType.CALLING_ERROR)
         drawable = drawables[0]
-        if run_mode == Gimp.RunMode.INTERACTIVE and not self._dialog(procedure, config):
+        if run_mode == Gimp.RunMode.INTERACTIVE and not restore_dialog(procedure, config):
             return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
         try:
             scale = int(config.get_property("scale"))
@@ -89,6 +110,7 @@ class KireiPlugIn(Gimp.PlugIn):
             profile = config.get_property("profile") or None
             model = config.get_property("model")
             check_settings(scale, mode, profile, model)
+            profile = profile_file(profile) if mode == "profile" else None
             if not isinstance(drawable, Gimp.Layer) or drawable.is_group():
                 raise PluginError("Kirei works on layers; select a layer (not a mask, channel or group).")
             restore_image(image, drawable, scale, mode, profile,
@@ -96,33 +118,139 @@ class KireiPlugIn(Gimp.PlugIn):
         except Cancelled:
             return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
         except PluginError as e:
-            return self._fail(procedure, str(e))
+            return fail(procedure, str(e))
         return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
 
-    def _fail(self, procedure, message, status=Gimp.PDBStatusType.EXECUTION_ERROR):
-        Gimp.message("Kirei: " + message)
-        return procedure.new_return_values(status, GLib.Error.new_literal(Gimp.PlugIn.error_quark(), message, 0))
-
-    def _dialog(self, procedure, config):
-        gi.require_version("GimpUi", "3.0")
-        from gi.repository import GimpUi, Gtk
-        GimpUi.init("kirei")
-        dialog = GimpUi.ProcedureDialog.new(procedure, config, "Kirei")
-        dialog.fill(None)
+    def run_measure(self, procedure, run_mode, image, drawables, config, data):
+        import kirei_measure
+        interactive = run_mode == Gimp.RunMode.INTERACTIVE
+        if interactive:  # a fresh name each time, never a remembered Replace
+            source = image.get_file() if image is not None else None
+            config.set_property("name", default_profile_name(source.get_path() if source is not None else None))
+            config.set_property("replace", False)
+            if not measure_dialog(procedure, config):
+                return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
         try:
-            info = kirei_client.Client.from_environment().health()
-            where = "this computer" if not os.environ.get("KIREI_SERVER_URL") else os.environ["KIREI_SERVER_URL"]
-            text = "Worker: %s on %s" % (info.get("device_name", info.get("device")), where)
-        except kirei_client.KireiClientError as e:
-            text = "Worker: %s" % e
-        label = Gtk.Label(label=text)
-        label.set_line_wrap(True)
-        dialog.get_content_area().pack_start(label, False, False, 6)
-        label.show()
-        ok = dialog.run()
-        dialog.destroy()
-        return ok
+            name, replace = config.get_property("name"), config.get_property("replace")
+            check_profile_name(name, replace)
+            if config.get_property("source") == "folder":
+                folder = config.get_property("folder")
+                pictures, _ = kirei_measure.pictures_from_folder(folder.get_path() if folder is not None else None)
+            else:
+                pictures, _ = kirei_measure.pictures_from_images(Gimp.get_images())
+            text = "Measuring the watermark on %d pictures... No image is changed." % len(pictures)
+            wait = ((lambda work: wait_in_window(Run(work), text)) if interactive else
+                    (lambda work: wait_with_progress(Run(work))))
+            path, report = kirei_measure.measure(name, pictures, wait, replace)
+        except Cancelled:
+            return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+        except (PluginError, kirei_client.KireiClientError, IOError, OSError) as e:
+            return fail(procedure, str(e))
+        Gimp.message("Kirei: the watermark profile '%s' is stored (%s; %s) and is now the restore dialog's profile."
+                     % (name, report or "measured", path))
+        return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
 
+
+def fail(procedure, message, status=Gimp.PDBStatusType.EXECUTION_ERROR):
+    """Say why in GIMP's message, and return the failure to GIMP."""
+    Gimp.message("Kirei: " + message)
+    return procedure.new_return_values(status, GLib.Error.new_literal(Gimp.PlugIn.error_quark(), message, 0))
+
+
+def worker_line():
+    """One line on the worker that will run the job, for the dialogs."""
+    try:
+        info = kirei_client.Client.from_environment().health()
+        where = "this computer" if not os.environ.get("KIREI_SERVER_URL") else os.environ["KIREI_SERVER_URL"]
+        return "Worker: %s on %s" % (info.get("device_name", info.get("device")), where)
+    except kirei_client.KireiClientError as e:
+        return "Worker: %s" % e
+
+
+A_FILE = ""  # the profile choice's id for "a file", beside the stored profiles' names
+
+
+class ProfileChooser(object):
+    """The restore dialog's profile: a stored profile (by name), or a file chosen with GTK's chooser."""
+
+    def __init__(self, current):
+        from gi.repository import Gtk
+        self.box = Gtk.Box(orientation=Gtk.Orientation.HORIZONTAL, spacing=6)
+        self.names = Gtk.ComboBoxText()
+        self.names.set_name("kirei-profile")  # how tests find it
+        stored = stored_profiles()
+        for name, label in stored:
+            self.names.append(name, label)
+        self.names.append(A_FILE, "A profile file...")
+        self.file = Gtk.FileChooserButton(title="Watermark profile (RGBA PNG)", action=Gtk.FileChooserAction.OPEN)
+        png = Gtk.FileFilter()
+        png.set_name("RGBA PNG")
+        png.add_pattern("*.png")
+        png.add_pattern("*.PNG")
+        self.file.add_filter(png)
+        names = [n for n, _ in stored]
+        if current in names:
+            self.names.set_active_id(current)
+        elif current or not names:
+            self.names.set_active_id(A_FILE)
+            if current:
+                self.file.set_filename(current)
+        else:
+            self.names.set_active(0)
+        self.names.connect("changed", lambda _: self._sync())
+        self._sync()
+        self.box.pack_start(Gtk.Label(label="Profile"), False, False, 0)
+        self.box.pack_start(self.names, False, False, 0)
+        self.box.pack_start(self.file, True, True, 0)
+
+    def _sync(self):
+        self.file.set_sensitive(self.names.get_active_id() == A_FILE)
+
+    def value(self):
+        """A stored profile's name, or the chosen file's path ("" when none)."""
+        chosen = self.names.get_active_id()
+        return chosen if chosen != A_FILE else self.file.get_filename() or ""
+
+
+def measure_dialog(procedure, config):
+    """The Measure dialog: True once the user pressed OK."""
+    gi.require_version("GimpUi", "3.0")
+    from gi.repository import GimpUi, Gtk
+    GimpUi.init("kirei")
+    dialog = GimpUi.ProcedureDialog.new(procedure, config, "Kirei: Measure Watermark")
+    dialog.fill(["source", "folder", "name", "replace"])
+    label = Gtk.Label(label="%s\nStored profiles: %s" % (
+        worker_line(), ", ".join(n for n, _ in stored_profiles()) or "none yet"))
+    label.set_line_wrap(True)
+    dialog.get_content_area().pack_start(label, False, False, 6)
+    label.show()
+    ok = dialog.run()
+    dialog.destroy()
+    return ok
+
+
+def restore_dialog(procedure, config):
+    """The restore dialog, with the last settings (Kirei's own, see kirei_common.remembered_settings):
+    True once the user pressed OK, the settings then in `config` and remembered for the next run."""
+    gi.require_version("GimpUi", "3.0")
+    from gi.repository import GimpUi, Gtk
+    GimpUi.init("kirei")
+    for key, value in remembered_settings().items():
+        config.set_property(key, value)
+    dialog = GimpUi.ProcedureDialog.new(procedure, config, "Kirei")
+    dialog.fill(["scale", "watermark", "model"])
+    profiles = ProfileChooser(config.get_property("profile"))
+    label = Gtk.Label(label=worker_line())
+    label.set_line_wrap(True)
+    for widget in (profiles.box, label):
+        dialog.get_content_area().pack_start(widget, False, False, 6)
+        widget.show_all()
+    ok = dialog.run()
+    if ok:
+        config.set_property("profile", profiles.value())
+        remember_settings(**dict((k, config.get_property(k)) for k in ("scale", "watermark", "model", "profile")))
+    dialog.destroy()
+    return ok
 
 
 class Job(object):
@@ -250,14 +378,14 @@ class Run(object):
         return value
 
 
-def wait_in_window(run):
+def wait_in_window(run, text="Restoring... The image changes only when this is done."):
     """A small window with the progress and a Cancel button while `run` goes on (interactive runs)."""
     gi.require_version("GimpUi", "3.0")
     from gi.repository import GimpUi, Gtk
     GimpUi.init(PROC_NAME)
     dialog = GimpUi.Dialog(title="Kirei", role=PROC_NAME)
     dialog.add_button("_Cancel", Gtk.ResponseType.CANCEL)
-    label = Gtk.Label(label="Restoring... The image changes only when this is done.")
+    label = Gtk.Label(label=text)
     bar = Gtk.ProgressBar()
     box = dialog.get_content_area()
     for widget in (label, bar):

@@ -15,14 +15,14 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from gimpfu import (GRAYA_IMAGE, NORMAL_MODE, PF_DRAWABLE, PF_FILE, PF_IMAGE, PF_OPTION, RGBA_IMAGE, gimp,  # noqa: E402
-                    main, pdb, register)
+from gimpfu import (GRAYA_IMAGE, NORMAL_MODE, PF_DRAWABLE, PF_FILE, PF_IMAGE, PF_OPTION, PF_STRING,  # noqa: E402
+                    RGBA_IMAGE, gimp, main, pdb, register)
 
 import kirei_client  # noqa: E402
 from kirei_client import layer_name, what_changed  # noqa: E402
 from kirei_common import (BLURB, DEFAULT_MODE, DEFAULT_MODEL, DEFAULT_SCALE, HELP, MENU_LABEL, MENU_PATH,  # noqa: E402
                           MODE_LABELS, MODEL_LABELS, MODELS, MODES, PROC_NAME, SCALES, UNCHANGED, Changes, PluginError,
-                          check_result, check_settings, region, restore)
+                          check_result, check_settings, profile_file, region, restore, stored_profiles)
 
 
 def _read(drawable, x, y, w, h):
@@ -58,10 +58,12 @@ def _what_changed(image, drawable, size_then):
 
 
 def kirei_restore(image, drawable, scale_index=SCALES.index(DEFAULT_SCALE), mode_index=MODES.index(DEFAULT_MODE),
-                  profile="", model_index=MODELS.index(DEFAULT_MODEL)):
+                  profile="", model_index=MODELS.index(DEFAULT_MODEL), stored=""):
     try:
         scale, mode, model = SCALES[scale_index], MODES[mode_index], MODELS[model_index]
+        profile = (stored or "").strip() or profile  # a stored profile's name wins over the file
         check_settings(scale, mode, profile, model)
+        profile = profile_file(profile) if mode == "profile" else None
         if not pdb.gimp_item_is_layer(drawable) or pdb.gimp_item_is_group(drawable):
             raise PluginError("Kirei works on layers; select a layer (not a mask, channel or group).")
         lx, ly = drawable.offsets
@@ -128,6 +130,10 @@ register(
         (PF_FILE, "profile", "Profile (RGBA PNG)", ""),
         # last, so that scripts calling the procedure keep their arguments' places
         (PF_OPTION, "model", "Model", MODELS.index(DEFAULT_MODEL), list(MODEL_LABELS)),
+        # gimpfu's choices are numbers, remembered as such: a list of names would shift under a remembered
+        # number as profiles come and go, so the name is typed; the label lists them (read at each run)
+        (PF_STRING, "stored", "Stored profile, by name (instead of the file): %s" % (
+            ", ".join(name for name, _ in stored_profiles()) or "none yet (python -m core estimate --save NAME)"), ""),
     ],
     [],
     kirei_restore,
