@@ -21,7 +21,7 @@ from datetime import datetime
 from tqdm import tqdm
 
 from . import __version__, client
-from .defaults import DEFAULT_TILE, DEVICES, METHODS, MIN_PICTURES, MIN_TILE, SCALES
+from .defaults import DEFAULT_TILE, DEVICES, GOOD_ESTIMATE, METHODS, MIN_PICTURES, MIN_TILE, SCALES
 from .errors import KireiError
 from .models import DEFAULT_MODEL
 
@@ -32,7 +32,6 @@ EXIT_NOT_FOUND = 3  # estimate: no watermark, or none that can be trusted; nothi
 # assumed to share its watermark, which is then measured from the batch itself
 BLIND_BATCH_MIN = 3
 BLIND_BATCH_MAX = 40
-GOOD_ESTIMATE = 8  # pictures from which estimate measures a stamp well, in practice (MIN_PICTURES is its floor)
 
 
 def say(message):
@@ -403,12 +402,10 @@ def _stored_list():
 def find_profile(value):
     """--profile's file: the file `value` names when there is one, else the stored profile of that
     name. -> (path, how messages name it). A KireiError listing the stored names when neither exists."""
-    if os.path.lexists(value) or client.profile_name_problem(value):
-        return value, None  # a path: load_profile says what is wrong with it, if anything
-    path = client.profile_path(value)
-    if not os.path.isfile(path):
+    path = client.stored_or_file(value)
+    if path is None:
         raise KireiError(f"--profile {value}: no such file, nor a stored profile of that name ({_stored_list()})")
-    return path, f"the stored profile '{value}'"
+    return path, (None if path == value else f"the stored profile '{value}'")
 
 
 def cmd_restore(args):
@@ -617,16 +614,13 @@ def _stamp_text(record):
     return f"x {box[0]}-{box[2]}, y {box[1]}-{box[3]}, mean opacity {opacity:.2f}"
 
 
-def _stamp_of(profile):
-    """Where a profile's stamp is and its mean opacity, as estimate reports them (for one without a record)."""
-    import numpy as np
-
-    from .estimate import FOUND_OPACITY
-    ys, xs = np.nonzero(profile.alpha >= FOUND_OPACITY)
-    if not len(xs):
-        return {"bbox": None}
-    return {"bbox": [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1],
-            "mean_opacity": float(profile.alpha[ys, xs].mean())}
+def _stamp_of(path):
+    """Where a stored profile's stamp is and its mean opacity, from its record, else from the profile
+    itself (a record that doesn't say: made by hand, or by a plugin)."""
+    from .estimate import stamp_extent
+    from .profile import load_profile
+    box, opacity = stamp_extent(load_profile(path).alpha)
+    return {"bbox": list(box) if box else None, "mean_opacity": opacity}
 
 
 def cmd_profiles(args):
@@ -645,7 +639,8 @@ def cmd_profiles(args):
                 size = f"{w}x{h}"
             except KireiError:
                 size = "unreadable"
-            rows.append((name, size, "stamp " + _stamp_text(rec), _when(name, rec)))
+            stamp = rec if "bbox" in rec or size == "unreadable" else _stamp_of(client.profile_path(name))
+            rows.append((name, size, "stamp " + _stamp_text(stamp), _when(name, rec)))
         widths = [max(len(r[i]) for r in rows) for i in range(3)]
         for row in rows:
             print("  ".join(col.ljust(wd) for col, wd in zip(row, widths + [0])).rstrip())
@@ -665,7 +660,7 @@ def cmd_profiles(args):
         lines.append(("from", f"{rec['pictures']} pictures that carry the stamp, of {rec.get('inputs', '?')} read"))
     if rec.get("report"):
         lines.append(("found", rec["report"]))
-    lines.append(("stamp", _stamp_text(rec if rec.get("bbox") else _stamp_of(profile))))
+    lines.append(("stamp", _stamp_text(rec if "bbox" in rec else _stamp_of(path))))
     lines.append(("use", f"python -m core restore --profile {args.name} -o OUTDIR PICTURES"))
     for key, value in lines:
         print(f"{key + ':':9}{value}")

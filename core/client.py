@@ -43,6 +43,8 @@ WATERMARK_MODES = ("blind", "profile", "none")
 MODELS = ("kirei-2", "kirei-fast")
 DEFAULT_IDLE_EXIT = 600
 JPEG_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif")
+MIN_PICTURES = 2  # the fewest pictures a watermark can be measured from (the worker refuses fewer)
+GOOD_ESTIMATE = 8  # pictures from which a watermark is measured well, in practice
 
 
 def jpeg_hint(filename):
@@ -222,7 +224,8 @@ def _write_file(path, data):
         raise
 
 
-def _write_json(path, data):
+def write_json(path, data):
+    """Write data as JSON to path atomically (see _write_file)."""
     _write_file(path, json.dumps(data, sort_keys=True).encode("utf-8"))
 
 
@@ -283,6 +286,16 @@ def profile_path(name, config=None, ext=".png"):
     return os.path.join(profiles_dir(config), name + ext)
 
 
+def stored_or_file(value, config=None):
+    """The profile file `value` stands for, as `restore --profile NAME|FILE` reads it: the file it
+    names when there is one (or when it can't be a stored profile's name: then whatever reads it says
+    what is wrong), else the stored profile of that name; None for a name that nothing is stored under."""
+    if not value or os.path.lexists(value) or profile_name_problem(value):
+        return value
+    path = profile_path(value, config)
+    return path if os.path.isfile(path) else None
+
+
 def profile_names(config=None):
     """The stored profiles' names, sorted case-insensitively ([] when there are none)."""
     try:
@@ -305,7 +318,7 @@ def store_profile(name, data, record=None, config=None):
     path = profile_path(name, config)
     _write_file(path, bytes(data))
     if record is not None:
-        _write_json(profile_path(name, config, ".json"), record)
+        write_json(profile_path(name, config, ".json"), record)
     else:
         _remove_if_there(profile_path(name, config, ".json"))  # a replaced profile's record isn't this one's
     return path
@@ -526,7 +539,7 @@ class Client(object):
                 proc.kill()
             raise WorkerStartFailed("the Kirei worker failed to start: %s (log: %s)" % (_log_tail(log_path), log_path))
         self.url, self.token = line.strip(), read_token(token_file)
-        _write_json(self._worker_file(), {"url": self.url, "pid": proc.pid, "token_file": token_file})
+        write_json(self._worker_file(), {"url": self.url, "pid": proc.pid, "token_file": token_file})
         return self._health()
 
     # -------------------------------------------------------------- jobs

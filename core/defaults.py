@@ -1,9 +1,11 @@
 """What the command line offers, and its defaults: importable without torch, numpy or scipy, so
 that `python -m core` checks its arguments (and prints --help) at once, before any of them loads.
-Each is defined here only; the modules that use them import them from here."""
+Each is defined here only (those the plugins share too, in core/client.py), and the modules that
+use them import them from here."""
+from .client import GOOD_ESTIMATE, MIN_PICTURES  # noqa: F401
+
 SCALES = (1, 2, 4)
 METHODS = ("learned", "classic")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DEFAULT_TILE = 512  # tile side in input pixels: bounds the memory one picture takes
 MIN_TILE, MAX_TILE = 16, 4096  # the tile sides a command or a job may ask for
-MIN_PICTURES = 2  # the fewest pictures a watermark can be measured from (core/estimate.py)

@@ -298,6 +298,15 @@ MIN_GAIN = 0.03  # how much smoother (median over the pictures) the stamp's edge
 CLEAR_GAIN = 0.1  # below this median gain a find is faint: it must also hold on pictures it wasn't measured from
 
 
+def stamp_extent(alpha):
+    """Where a profile's stamp is, as estimate reports it: ((x0, y0, x1, y1) of the pixels with opacity
+    >= FOUND_OPACITY, x1 and y1 exclusive, their mean opacity); (None, 0.0) where there are none."""
+    ys, xs = np.nonzero(alpha >= FOUND_OPACITY)
+    if not len(xs):
+        return None, 0.0
+    return (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1), float(alpha[ys, xs].mean())
+
+
 def _roughness(x, region):
     """Mean gradient magnitude of a picture (H x W x 3) over region: natural pictures are smooth
     almost everywhere; a stamp's edges, or a wrong profile's ghosts, add roughness."""
@@ -342,14 +351,11 @@ class Estimate:
 
     @property
     def bbox(self):
-        """(x0, y0, x1, y1) of the stamp (opacity >= FOUND_OPACITY), x1 and y1 exclusive; None if none."""
-        ys, xs = np.nonzero(self.profile.alpha >= FOUND_OPACITY)
-        return (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1) if len(xs) else None
+        return stamp_extent(self.profile.alpha)[0]
 
     @property
     def mean_opacity(self):
-        a = self.profile.alpha
-        return float(a[a >= FOUND_OPACITY].mean()) if self.found else 0.0
+        return stamp_extent(self.profile.alpha)[1] if self.found else 0.0
 
     def summary(self):
         """One line for the user."""

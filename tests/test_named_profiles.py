@@ -127,6 +127,22 @@ def test_named_profile_round_trip(tmp_path, config, stamped_set, watermark):
     assert r.returncode == 2 and "there is no stored profile called 'studio' (no profile is stored yet" in _error(r)
 
 
+def test_a_profile_stored_without_a_record_is_listed_with_its_stamp(tmp_path, config, watermark):
+    """A profile put in the folder by hand (or stored by a plugin whose record doesn't say where the
+    stamp is): list and show read the stamp from the profile itself."""
+    from core.estimate import stamp_extent
+    from core.profile import Profile, save_profile
+    alpha, color = watermark
+    save_profile(Profile(alpha, color), tmp_path / "p.png")
+    client.store_profile("byhand", (tmp_path / "p.png").read_bytes(), {"size": [120, 160]}, config=str(config))
+    box, opacity = stamp_extent(load_profile(config / "profiles" / "byhand.png").alpha)
+    said = f"stamp x {box[0]}-{box[2]}, y {box[1]}-{box[3]}, mean opacity {opacity:.2f}"
+    r = run_cli("profiles", "list")
+    assert r.returncode == 0 and r.stdout.startswith("byhand  120x160  " + said), r.stdout
+    r = run_cli("profiles", "show", "byhand")
+    assert r.returncode == 0 and said[6:] in r.stdout, r.stdout
+
+
 def test_restore_profile_a_file_wins_and_neither_is_named_clearly(tmp_path, config, monkeypatch, stamped_set,
                                                                    watermark):
     from core.profile import Profile, profile_png, save_profile

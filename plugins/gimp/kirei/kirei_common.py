@@ -28,11 +28,11 @@ MODEL_LABELS = tuple({"kirei-2": "kirei-2 (best)", "kirei-fast": "kirei-fast (fo
 MEASURE_PROC = "python-fu-kirei-measure"
 MEASURE_LABEL = "Kirei: Measure Watermark..."
 MEASURE_BLURB = "Measure the watermark shared by pictures and store it as a named profile (Kirei)"
-MIN_PICTURES = 2  # the fewest pictures the worker measures a watermark from (core.defaults.MIN_PICTURES)
 MEASURE_HELP = ("Measures the watermark stamped on the open images of the most common size (or on the pictures "
                 "of a folder), through Kirei's worker, and stores it by name in Kirei's config folder, where "
                 "`python -m core profiles list` shows it. It becomes the restore dialog's profile. At least %d "
-                "pictures of one size are needed; 8 or more measure it well. No image is changed." % MIN_PICTURES)
+                "pictures of one size are needed; %d or more measure it well. No image is changed."
+                % (kirei_client.MIN_PICTURES, kirei_client.GOOD_ESTIMATE))
 SOURCES = ("images", "folder")
 SOURCE_LABELS = ("The open images (of the most common size)", "The pictures of a folder")
 PICTURE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".webp", ".tif", ".tiff", ".bmp")
@@ -70,10 +70,8 @@ def profile_file(value, config=None):
     """The profile file a run reads: `value` when it names a file (or can't be a profile's name: the
     worker's client says what is wrong with it), else the stored profile of that name, as the command
     line's `restore --profile NAME|FILE`. A PluginError naming the stored ones when neither exists."""
-    if not value or os.path.exists(value) or kirei_client.profile_name_problem(value):
-        return value
-    path = kirei_client.profile_path(value, config)
-    if not os.path.isfile(path):
+    path = kirei_client.stored_or_file(value, config)
+    if path is None:
         names = kirei_client.profile_names(config)
         raise PluginError("No profile file %s, nor a stored profile of that name (%s)." % (
             value, "stored: " + ", ".join(names) if names else "none is stored yet: " + MEASURE_LABEL + " stores one"))
@@ -178,7 +176,7 @@ def remember_settings(config=None, **settings):
     folder = config or kirei_client.config_dir()
     saved = remembered_settings(folder)
     saved.update((k, str(v)) for k, v in settings.items() if v is not None)
-    kirei_client._write_json(os.path.join(folder, SETTINGS_FILE), saved)  # whole or not there
+    kirei_client.write_json(os.path.join(folder, SETTINGS_FILE), saved)  # whole or not there
 
 
 # ------------------------------------------------------------------ restoring

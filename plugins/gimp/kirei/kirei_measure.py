@@ -12,7 +12,7 @@ gi.require_version("Gegl", "0.4")
 from gi.repository import Gegl, Gimp, Gio  # noqa: E402
 
 import kirei_client  # noqa: E402
-from kirei_common import (MEASURE_LABEL, MIN_PICTURES, PICTURE_EXTENSIONS, Cancelled, PluginError,  # noqa: E402
+from kirei_common import (MEASURE_LABEL, PICTURE_EXTENSIONS, Cancelled, PluginError,  # noqa: E402
                           check_profile_name, one_size, store_measured)
 
 # image precision -> (babl sample type, the worker's dtype), as the restore reads layers
@@ -88,9 +88,10 @@ def measure(name, pictures, wait, replace=False):
     file's path, the worker's report). A PluginError (a Cancelled one when cancelled) when nothing was
     stored: too few pictures, a bad or used name, a refusal of the estimate's checks, a worker's failure."""
     check_profile_name(name, replace)
-    if len(pictures) < MIN_PICTURES:
+    if len(pictures) < kirei_client.MIN_PICTURES:
         raise PluginError("Measuring a watermark needs at least %d pictures of one size that carry it "
-                          "(8 or more measure it well); no profile was stored." % MIN_PICTURES)
+                          "(%d or more measure it well); no profile was stored."
+                          % (kirei_client.MIN_PICTURES, kirei_client.GOOD_ESTIMATE))
     Gimp.progress_init("Kirei: measuring the watermark...")
     try:
         client = kirei_client.Client.from_environment()

@@ -66,15 +66,13 @@ class Controller(QObject):
         value = self.profile
         if not value:
             raise KireiError("Choose a watermark profile (or another watermark mode).")
-        if is_profile_name(value):
-            path = kc.profile_path(value)
-            if not os.path.isfile(path):
-                raise KireiError("There is no stored profile called '%s' (any more): choose another, or estimate "
-                                 "one." % value)
-            return path
-        if not os.path.isfile(value):
+        path = kc.stored_or_file(value)
+        if path is None:
+            raise KireiError("There is no stored profile called '%s' (any more): choose another, or estimate "
+                             "one." % value)
+        if not os.path.isfile(path):
             raise KireiError("The watermark profile file %s is not there: choose another." % value)
-        return value
+        return path
 
     @property
     def model(self):
@@ -269,19 +267,11 @@ def default_profile_name(source, taken=()):
     return candidate
 
 
-_REPORT = re.compile(r"watermark on (\d+) of \d+ pictures, at x (\d+)-(\d+), y (\d+)-(\d+) .*mean opacity ([\d.]+)")
-
-
 def estimate_record(report, size, inputs):
-    """A stored profile's record (kirei_client's named profiles) for an estimate made here: where the
-    stamp is, read back from the worker's one-line report (what the record's fields hold)."""
-    record = {"made": datetime.now().astimezone().isoformat(timespec="seconds"), "size": list(size),
-              "by": "Kirei in Krita %s" % Krita.instance().version(), "report": report, "inputs": inputs}
-    found = _REPORT.search(report or "")
-    if found:
-        carried, x0, x1, y0, y1 = (int(v) for v in found.groups()[:5])
-        record.update(pictures=carried, bbox=[x0, y0, x1, y1], mean_opacity=float(found.group(6)))
-    return record
+    """A stored profile's record (kirei_client's named profiles) for an estimate made here. Where the
+    stamp is, `profiles list` reads from the profile itself."""
+    return {"made": datetime.now().astimezone().isoformat(timespec="seconds"), "size": list(size),
+            "by": "Kirei in Krita %s" % Krita.instance().version(), "report": report, "inputs": inputs}
 
 
 def pictures_from_documents(docs):
