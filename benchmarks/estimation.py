@@ -71,8 +71,9 @@ def evaluate(kind, stamp_name, jpeg=False, seed=0, model=None):
     return res
 
 
-def speed(against=None, runs=3):
-    """Seconds (median of runs) to estimate from 20 stamped 233x330 pictures, now and at `against`."""
+def speed(against=None, runs=5):
+    """Seconds (median of runs) to estimate from 20 stamped 233x330 pictures, now and at `against`,
+    in interleaved rounds (a shared machine's load then weighs on both alike)."""
     from core import synth
     from core.blend import stamp
     alpha, color = stamps()["white-outline"]
@@ -81,12 +82,13 @@ def speed(against=None, runs=3):
     estimators = {"now": estimate_profile}
     if against:
         estimators[against] = _estimator_at(against)
-    for name, estimate in estimators.items():
-        times = []
-        for _ in range(runs):
+    took = {name: [] for name in estimators}
+    for _ in range(runs):
+        for name, estimate in estimators.items():
             t0 = time.perf_counter()
             estimate(pictures)
-            times.append(time.perf_counter() - t0)
+            took[name].append(time.perf_counter() - t0)
+    for name, times in took.items():
         print(f"{name}: {np.median(times):.1f} s to estimate from 20 pictures of 233x330 "
               f"(runs: {', '.join(f'{t:.1f}' for t in times)}; torch threads {torch.get_num_threads()})", flush=True)
 
