@@ -210,9 +210,10 @@ def _objective(jp, jq, ap, aq, wp, wq, weight, smooth):
     # both directions: rq - (sq/sp) rp = -(sq/sp) (rp - (sp/sq) rq), so one residual, weighted, is both
     per = _charbonnier(rp - sp / sq * rq)
     loss = (per * weight).sum(dim=(0, 1)).mul(1.0 + sq / sp).sum() / (weight.sum() * per.shape[1])
-    # piecewise-smooth opacity and colour (colour only matters where there is opacity)
-    # (smooth: per pair, how strongly)
-    loss = loss + SMOOTH_A * (smooth * _charbonnier(ap - aq)).mean() + SMOOTH_W * (smooth * ap * _charbonnier(wp - wq)).mean()
+    # piecewise-smooth opacity and colour (colour only matters where there is opacity), each pair
+    # as strongly as `smooth` says
+    loss = (loss + SMOOTH_A * (smooth * _charbonnier(ap - aq)).mean()
+            + SMOOTH_W * (smooth * ap * _charbonnier(wp - wq)).mean())
     return loss + SPARSE * (ap.mean() + aq.mean())  # no evidence -> no watermark
 
 
