@@ -614,17 +614,17 @@ def _stamp_text(record):
     return f"x {box[0]}-{box[2]}, y {box[1]}-{box[3]}, mean opacity {opacity:.2f}"
 
 
-def _stamp_of(path):
-    """Where a stored profile's stamp is and its mean opacity, from its record, else from the profile
-    itself (a record that doesn't say: made by hand, or by a plugin)."""
+def _stamp_of(profile):
+    """Where a profile's stamp is and its mean opacity, read from the profile itself (for a stored one
+    whose record doesn't say: made by hand, or by a plugin)."""
     from .estimate import stamp_extent
-    from .profile import load_profile
-    box, opacity = stamp_extent(load_profile(path).alpha)
+    box, opacity = stamp_extent(profile.alpha)
     return {"bbox": list(box) if box else None, "mean_opacity": opacity}
 
 
 def cmd_profiles(args):
     from . import imageio
+    from .profile import load_profile
     if args.action == "list":
         names = client.profile_names()
         if not names:
@@ -639,7 +639,8 @@ def cmd_profiles(args):
                 size = f"{w}x{h}"
             except KireiError:
                 size = "unreadable"
-            stamp = rec if "bbox" in rec or size == "unreadable" else _stamp_of(client.profile_path(name))
+            known = "bbox" in rec or size == "unreadable"
+            stamp = rec if known else _stamp_of(load_profile(client.profile_path(name)))
             rows.append((name, size, "stamp " + _stamp_text(stamp), _when(name, rec)))
         widths = [max(len(r[i]) for r in rows) for i in range(3)]
         for row in rows:
@@ -650,7 +651,6 @@ def cmd_profiles(args):
         client.remove_profile(args.name)
         print(f"removed the profile '{args.name}' ({path})")
         return 0
-    from .profile import load_profile
     rec = client.profile_record(args.name)
     profile = load_profile(path)
     lines = [("path", path), ("size", "%dx%d" % profile.size), ("made", _when(args.name, rec))]
@@ -660,7 +660,7 @@ def cmd_profiles(args):
         lines.append(("from", f"{rec['pictures']} pictures that carry the stamp, of {rec.get('inputs', '?')} read"))
     if rec.get("report"):
         lines.append(("found", rec["report"]))
-    lines.append(("stamp", _stamp_text(rec if "bbox" in rec else _stamp_of(path))))
+    lines.append(("stamp", _stamp_text(rec if "bbox" in rec else _stamp_of(profile))))
     lines.append(("use", f"python -m core restore --profile {args.name} -o OUTDIR PICTURES"))
     for key, value in lines:
         print(f"{key + ':':9}{value}")
