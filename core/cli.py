@@ -191,15 +191,21 @@ def _train_arguments(t):
     add_arguments(t)
 
 
+def _train_finder_arguments(t):
+    from .train_options import add_finder_arguments
+    add_finder_arguments(t)
+
+
 # name: (arguments, one-line help, what --help says about it)
 COMMANDS = {
     "restore": (_restore_arguments, "remove the watermark and upscale pictures", (
         "Writes OUTDIR/<name>.png for every input: same mode, size x scale.\n\n"
         "With --profile, the watermark it describes is removed. Without, it is removed blind: pictures of one "
         f"size, {BLIND_BATCH_MIN} or more of them, are taken to share their watermark, which is measured from "
-        f"them (up to {BLIND_BATCH_MAX}) and removed from each, as a profile would be; a picture with no "
-        "such company, or whose batch shows no watermark that can be trusted, is cleaned by the learned "
-        "model on its own (the classic method then only upscales it).")),
+        f"them (up to {BLIND_BATCH_MAX}) and removed from each, as a profile would be; in a picture with no "
+        "such company, or whose batch shows no watermark that can be trusted, the learned model's stamp finder "
+        "looks for one, and only what removal clearly makes more natural is removed: else the picture is "
+        "upscaled as it is, and each picture's line says which (the classic method only upscales it).")),
     "estimate": (_estimate_arguments, "measure the watermark shared by several pictures", _describe_estimate),
     "profiles": (_profiles_arguments, "list, show or remove stored profiles (estimate --save NAME)",
                  "The profiles stored by name (`estimate --save NAME`), kept in Kirei's config folder; "
@@ -210,6 +216,8 @@ COMMANDS = {
               "Prints the URL it listens on as its first line of output."),
     "train": (_train_arguments, "train the model (see core/train.py), or export a run's weights",
               "Resumes from OUT/checkpoint.pt when there is one."),
+    "train-finder": (_train_finder_arguments, "train the stamp finder that blind removal of one picture uses",
+                     "See core/train_finder.py. Resumes from OUT/checkpoint.pt when there is one."),
 }
 
 
@@ -339,7 +347,7 @@ def _blind_profiles(paths, method):
     """A profile measured from each large enough group of same-size inputs.
 
     A watermark measured over many pictures is more exact than any single-picture guess, so
-    both methods use it; the learned model removes the rest (single pictures) blind.
+    both methods use it; the learned method searches the rest one by one (core/blind.py).
     """
     from . import imageio
     from .estimate import estimate_profile
@@ -364,7 +372,7 @@ def _blind_profiles(paths, method):
             continue
         found = estimate_profile(pictures)
         if not found.usable:
-            rest = "" if method == "classic" else "; each is cleaned on its own"
+            rest = "" if method == "classic" else "; each picture is searched on its own"
             say(f"blind: {found.summary()} ({count} pictures of {size[0]}x{size[1]})"
                 + (f"; the profile is not used{rest}" if found.found else rest))
             continue
@@ -465,7 +473,9 @@ def _restore_all(plan, profile, method, args):
                 said = True
             jpeg = method == "learned" and went_through_jpeg(picture.pixels, said)
             with _tile_bar(path) as bar:
-                result = restore_picture(picture, use, replace(options, jpeg=jpeg), progress=_progress_to(bar))
+                result = restore_picture(picture, use, replace(options, jpeg=jpeg), progress=_progress_to(bar),
+                                         report=lambda found: tqdm.write(f"kirei: {path}: blind: {found.summary()}",
+                                                                         file=sys.stderr))
             imageio.save_picture(result, out)
             written.append(out)
         except KireiError as e:
@@ -693,6 +703,11 @@ def cmd_train(args):
     return train(args)
 
 
+def cmd_train_finder(args):
+    from .train_finder import main as train
+    return train(args)
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     # the command is the first word that isn't an option (the top level has no option taking a value)
@@ -700,7 +715,7 @@ def main(argv=None):
     args = build_parser({command}).parse_args(argv)
     try:
         return {"restore": cmd_restore, "estimate": cmd_estimate, "profiles": cmd_profiles, "serve": cmd_serve,
-                "train": cmd_train, "models": cmd_models}[args.command](args)
+                "train": cmd_train, "train-finder": cmd_train_finder, "models": cmd_models}[args.command](args)
     except (KireiError, client.KireiClientError) as e:
         say(f"error: {e}")
         return EXIT_USAGE

@@ -296,11 +296,21 @@ def stamp_extent(alpha):
     return (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1), float(alpha[ys, xs].mean())
 
 
-def _roughness(x, region):
-    """Mean gradient magnitude of a picture (H x W x 3) over region: natural pictures are smooth
-    almost everywhere; a stamp's edges, or a wrong profile's ghosts, add roughness."""
+def roughness_map(x):
+    """Gradient magnitude of a picture (H x W x 3), per pixel: natural pictures are smooth almost
+    everywhere; a stamp's edges, or a wrong profile's ghosts, add roughness."""
     gx, gy = _gradients(x)
-    return float(np.sqrt((gx ** 2 + gy ** 2).sum(-1) + 1e-6)[region].mean())
+    return np.sqrt((gx ** 2 + gy ** 2).sum(-1) + 1e-6)
+
+
+def _roughness(x, region):
+    return float(roughness_map(x)[region].mean())
+
+
+def stamp_edges(alpha):
+    """Where a profile's opacity changes (H x W bool): where removing it is judged."""
+    ga, gb = _gradients(alpha[..., None])
+    return _box_dilate(np.hypot(ga[..., 0], gb[..., 0]) > 0.02, 1)
 
 
 @dataclass
@@ -370,8 +380,7 @@ def removal_gains(stack, profile):
     contrast (rougher than stamped where the stamp dimmed it); across its edges it removes a step.
     """
     a = profile.alpha
-    ga, gb = _gradients(a[..., None])
-    region = _box_dilate(np.hypot(ga[..., 0], gb[..., 0]) > 0.02, 1)
+    region = stamp_edges(a)
     return np.array([1.0 - _roughness(np.clip(invert(j, a, profile.color), 0, 1), region) / _roughness(j, region)
                      for j in stack])
 

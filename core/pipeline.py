@@ -3,7 +3,7 @@
 Works on float32 H x W x C pixels (C = 1..4, alpha last when present); the command line and
 the region API for the plugins both come through here.
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -31,7 +31,7 @@ class Options:
     method: str = field(default_factory=default_method)
     device: str = "auto"
     tile: int = DEFAULT_TILE
-    blind: bool = False  # no profile given: remove the watermark blind (learned method only)
+    blind: bool = False  # no profile given: find the watermark and remove it (learned method only; core/blind.py)
     model: str = DEFAULT_MODEL  # a shipped model's name (core/weights) or a .safetensors path
     jpeg: bool = False  # the picture was JPEG-compressed: the model's JPEG body, if it has one
 
@@ -67,9 +67,24 @@ def remove_watermark(pixels, profile):
     return out
 
 
-def restore_pixels(pixels, profile=None, options=None, out_dtype=np.float32, progress=None):
-    """Remove the watermark (when a profile is given) and upscale; returns out_dtype pixels.
-    progress(fraction), if given, is called as the tiles are done (see tiling.run_tiled)."""
+def find_blind(pixels, profile, options, report=None):
+    """(profile, options) to restore with: in blind mode (no profile, the learned method) the
+    watermark the stamp finder finds and trusts in these pixels, or none (core/blind.py), and
+    options no longer blind; otherwise as given. report(Found), if given, hears what was found."""
+    if not options.blind or profile is not None or options.method != "learned":
+        return profile, options
+    from .blind import find_watermark
+    from .devices import resolve_device
+    found = find_watermark(imageio.to_float(pixels), resolve_device(options.device))
+    if report:
+        report(found)
+    return found.profile, replace(options, blind=False)
+
+
+def restore_pixels(pixels, profile=None, options=None, out_dtype=np.float32, progress=None, report=None):
+    """Remove the watermark (when a profile is given, or found in blind mode) and upscale; returns
+    out_dtype pixels. progress(fraction), if given, is called as the tiles are done (see
+    tiling.run_tiled); report, see find_blind."""
     options = options or Options()  # made per call: its default method asks whether weights are installed
     if options.scale not in SCALES:
         raise KireiError(f"scale must be one of {', '.join(map(str, SCALES))}, not {options.scale}")
@@ -78,6 +93,7 @@ def restore_pixels(pixels, profile=None, options=None, out_dtype=np.float32, pro
     pixels = imageio.to_float(pixels)
     if profile is not None:
         check_profile_size(profile.size, pixels.shape[1], pixels.shape[0])
+    profile, options = find_blind(pixels, profile, options, report)
     if options.method == "classic":
         clean = remove_watermark(pixels, profile)
         return run_tiled(LanczosUpscaler(options.scale), clean, tile=options.tile, out_dtype=out_dtype,
@@ -86,9 +102,8 @@ def restore_pixels(pixels, profile=None, options=None, out_dtype=np.float32, pro
 
 
 def _learned_mode(profile, options):
-    if profile is not None and not profile.is_empty():
-        return "profile"
-    return "blind" if options.blind and profile is None else "none"
+    # blind mode finds a profile first (find_blind); its context is a profile's
+    return "profile" if options.blind or (profile is not None and not profile.is_empty()) else "none"
 
 
 def _learned_restorer(options, mode):
@@ -125,8 +140,8 @@ def _restore_learned(pixels, profile, options, out_dtype, progress):
             torch.cuda.empty_cache()
 
 
-def restore_picture(picture, profile=None, options=None, progress=None):
+def restore_picture(picture, profile=None, options=None, progress=None, report=None):
     """A restored imageio.Picture: same mode and bit depth, size x scale, ICC profile kept."""
     out = restore_pixels(picture.pixels, profile, options,
-                         out_dtype=imageio.dtype_for_bit_depth(picture.bit_depth), progress=progress)
+                         out_dtype=imageio.dtype_for_bit_depth(picture.bit_depth), progress=progress, report=report)
     return imageio.Picture(out, bit_depth=picture.bit_depth, icc_profile=picture.icc_profile, format="PNG")

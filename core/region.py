@@ -13,7 +13,8 @@ from PIL import Image
 
 from . import imageio
 from .errors import KireiError
-from .pipeline import Options, context_pixels, restore_pixels
+from .profile import Profile
+from .pipeline import Options, context_pixels, find_blind, restore_pixels
 
 DEFAULT_MARGIN = 16  # context pixels read around the selection (input resolution)
 
@@ -48,13 +49,15 @@ def _resize_mask(mask, width, height):
 
 
 def restore_region(pixels, offset=(0, 0), mask=None, profile=None, options=Options(), margin=DEFAULT_MARGIN,
-                   progress=None):
+                   progress=None, report=None):
     """Restore a region of a layer; see the module doc.
 
     pixels: H x W x C (uint8, uint16 or float; C = 1..4, alpha last when 2 or 4).
     offset: (x, y) of the region in the picture, to align the watermark profile.
     mask: H x W soft selection (float in [0, 1], or uint8/uint16), or None for all of it.
-    profile: a Profile of the whole picture, or None (no watermark removal).
+    profile: a Profile of the whole picture, or None (no watermark removal, or in blind mode the
+    one found in the whole region given, not only in the selection: see pipeline.find_blind, and
+    report).
     """
     pixels = np.asarray(pixels)
     if pixels.ndim == 2:
@@ -69,6 +72,9 @@ def restore_region(pixels, offset=(0, 0), mask=None, profile=None, options=Optio
         x0, y0, x1, y1 = selection_bbox(mask)
     else:
         x0, y0, x1, y1 = 0, 0, w, h
+    if options.blind and profile is None:
+        whole, options = find_blind(_with_alpha(imageio.to_float(pixels)), None, options, report)
+        profile = whole and Profile(whole.alpha, whole.color, origin=tuple(offset))
     # context: the bounding box grown by the margin (at least what the method reads around a
     # pixel, so that the part restores as it would inside the whole), kept inside the region
     margin = max(margin, context_pixels(options, profile))

@@ -153,13 +153,17 @@ class Worker:
                 return
             method = default_method(r.model)  # classic when this model's weights are missing or damaged
             jpeg = method == "learned" and went_through_jpeg(r.pixels, r.jpeg)
+            found = []
             result = restore_region(r.pixels, offset=r.offset, mask=r.mask,
                                     profile=r.decode_profile() if r.watermark == "profile" else None,
                                     options=Options(scale=r.scale, method=method, device=self.device.type,
                                                     tile=r.tile or Options.tile, blind=r.watermark == "blind",
                                                     model=r.model, jpeg=jpeg),
-                                    progress=progress)
+                                    progress=progress, report=found.append)
             notice = BLIND_NOTICE if r.watermark == "blind" and method == "classic" else None
+            if found:  # blind: what was found, as a sentence the plugins show
+                said = found[0].summary()
+                notice = said[0].upper() + said[1:] + "."
             job.result = pack_result(result, notice)
             job.progress, job.state = 1.0, "done"
         except Cancelled:

@@ -46,3 +46,24 @@ def add_arguments(p):
                    help="measure on the held-out pictures this often")
     p.add_argument("--save-every", type=int, default=500, metavar="STEPS", help="write the checkpoint this often")
     p.add_argument("--export", metavar="NAME", help="only export OUT's checkpoint to core/weights/NAME.*")
+
+
+def add_finder_arguments(p):
+    """`python -m core train-finder`'s options: the data options of `train`, and the finder's own."""
+    p.add_argument("--out", required=True, metavar="DIR", help="run folder: checkpoint.pt and log.jsonl")
+    for name in ("--data", "--images", "--anime", "--svg"):
+        p.add_argument(name, action="append", metavar="DIR", help=f"as for `train` {name}")
+    p.add_argument("--steps", type=int, default=20000, help="total optimiser steps (the schedule's length)")
+    p.add_argument("--time-limit", type=float, default=0, metavar="MIN",
+                   help="stop (with a checkpoint) after this many minutes; run again to resume; 0: no limit")
+    p.add_argument("--batch", type=int, default=12, help="pictures per optimiser step")
+    p.add_argument("--side", type=int, default=192, help="side of the (square) training pictures, px")
+    p.add_argument("--channels", type=int, default=24, help="the finder's first level's channels (a new run)")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
+    p.add_argument("--seed", type=int, default=0, help="seed of the data and the initialisation: runs repeat")
+    p.add_argument("--no-bf16", action="store_true", help="train in float32 (without it: bf16 autocast)")
+    p.add_argument("--log-every", type=int, default=50, metavar="STEPS", help="log the training loss this often")
+    p.add_argument("--val-every", type=int, default=500, metavar="STEPS",
+                   help="measure on the held-out pictures this often")
+    p.add_argument("--save-every", type=int, default=250, metavar="STEPS", help="write the checkpoint this often")
+    p.add_argument("--export", action="store_true", help="only export OUT's checkpoint to core/weights/stamp-finder.*")

@@ -158,3 +158,42 @@ def measured_profile(alpha, colour, rng, clutter):
     c = (colour + rng.normal(0.0, 0.02, 3) + hard * rng.uniform(0.0, 0.06) * off / (off.std() + 1e-6)
          * (1.0 - np.clip(alpha, 0, 1))[..., None])
     return np.clip(a, 0, 1).astype(np.float32), np.clip(c, 0, 1).astype(np.float32)
+
+PICTURE_WORDS = ("SAMPLE", "Hello!", "ね、聞いて", "…!?", "BANG", "Chapter 1", "© 2026", "sign", "OK", "見本",
+                 "START", "Menu", "LOAD", "ドキドキ")
+
+
+def picture_marks(rgb_u8, rng):
+    """The picture with marks that belong to it drawn in, opaque: speech balloons with text,
+    captions, signatures, UI frames and buttons. The finder must leave these alone (even the word
+    SAMPLE, when the picture itself says it)."""
+    im = Image.fromarray(rgb_u8)
+    w, h = im.size
+    s = SUPERSAMPLE
+    big = im.resize((w * s, h * s), Image.BICUBIC)
+    draw = ImageDraw.Draw(big)
+    ink = lambda: tuple(int(v) for v in (rng.integers(0, 60, 3) if rng.random() < 0.6 else rng.integers(0, 256, 3)))
+    for _ in range(int(rng.integers(1, 4))):
+        kind = rng.integers(4)
+        size = int(min(w, h) * rng.uniform(0.06, 0.2) * s)
+        x, y = rng.uniform(0.05, 0.7) * w * s, rng.uniform(0.05, 0.8) * h * s
+        text = str(rng.choice(PICTURE_WORDS))
+        font = _font(rng, max(size // 2, 6 * s))
+        if kind == 0:  # a speech balloon
+            box = font.getbbox(text)
+            pad = size // 3
+            draw.ellipse([x - pad, y - pad, x + box[2] + pad, y + box[3] + pad], fill=(255, 255, 255),
+                         outline=(0, 0, 0), width=max(s, size // 12))
+            draw.text((x, y), text, font=font, fill=ink())
+        elif kind == 1:  # a caption or signature, maybe outlined
+            draw.text((x, y), text, font=font, fill=ink(), stroke_width=int(rng.integers(0, 3)) * s,
+                      stroke_fill=ink())
+        elif kind == 2:  # a UI frame or button
+            x1, y1 = x + rng.uniform(0.2, 0.6) * w * s, y + rng.uniform(0.08, 0.3) * h * s
+            draw.rounded_rectangle([x, y, x1, y1], radius=size // 4, fill=ink() if rng.random() < 0.5 else None,
+                                   outline=ink(), width=max(s, size // 8))
+            draw.text((x + size // 3, y + size // 4), text, font=font, fill=ink())
+        else:  # line art: a few strokes
+            pts = [(x + rng.uniform(-1, 1) * size * 3, y + rng.uniform(-1, 1) * size * 3) for _ in range(4)]
+            draw.line(pts, fill=ink(), width=max(s, int(size * rng.uniform(0.03, 0.15))), joint="curve")
+    return np.asarray(big.resize((w, h), Image.BOX))

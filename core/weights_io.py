@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from .digest import RECORD_EXT, WEIGHTS_EXT, file_sha256, sha256_problem
 from .errors import KireiError
-from .models import DEFAULT_MODEL, build
+from .models import DEFAULT_MODEL, RESTORERS, build
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
 REMEDY = "reinstall Kirei (or `git checkout core/weights`) or use --method classic"
@@ -112,6 +112,6 @@ def load_model(name=DEFAULT_MODEL):
 
 
 def installed():
-    """{name: record} of the models in core/weights whose weights are there and whole."""
+    """{name: record} of the restoring models in core/weights whose weights are there and whole."""
     names = sorted(f[:-len(WEIGHTS_EXT)] for f in os.listdir(WEIGHTS_DIR) if f.endswith(WEIGHTS_EXT))
-    return {n: describe(n) for n in names if available(n)}
+    return {n: describe(n) for n in names if describe(n).get("architecture") in RESTORERS and available(n)}

@@ -12,7 +12,8 @@ Shipped models are core/weights/NAME.safetensors with NAME.json (see core.weight
 """
 DEFAULT_MODEL = "kirei-2"
 # architecture name -> module defining it (imported when first built: torch is not needed before)
-ARCHITECTURES = {"kirei-2": "kirei2:Kirei2"}
+ARCHITECTURES = {"kirei-2": "kirei2:Kirei2", "stamp-finder": "finder:StampFinder"}
+RESTORERS = {"kirei-2"}  # the architectures that restore pictures (--model); the stamp finder serves blind removal
 
 
 def build(architecture, config):
