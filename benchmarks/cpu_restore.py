@@ -15,7 +15,7 @@ shared, and interleaving lets a change of load hit every method alike. Ratios ar
 compare; the targets are kirei-2 (profile) / CUNet <= 1.15 and kirei-fast (profile) / upconv_7 <= 1.1.
 Memory: peak RSS of a `python -m core restore --scale 2 --model M` process (the same thread
 count) on a --memory-size square picture (4000x4000 by default), one process per model and mode:
-upscale only (--no-dewatermark) and blind (the default mode: the matte head runs too).
+upscale only (--no-dewatermark) and blind (the default mode: the stamp finder and its check run too).
 """
 import argparse
 import glob
@@ -91,8 +91,8 @@ def interleaved_best(runs, rounds):
 
 
 def peak_rss_of_restore(picture, model, threads, blind, scale=2):
-    """(peak RSS in GiB, seconds) of one `core restore` process (blind: the default mode, the matte
-    head too; else --no-dewatermark), read from its own rusage (wait4), so one run's figure is not another's."""
+    """(peak RSS in GiB, seconds) of one `core restore` process (blind: the default mode, the stamp
+    finder too; else --no-dewatermark), read from its own rusage (wait4), so one run's figure is not another's."""
     with tempfile.TemporaryDirectory() as out, tempfile.TemporaryFile() as err:
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
         t = time.perf_counter()

@@ -3,7 +3,7 @@
 `python -m core models` shows them.
 
     python ../shared/tools/score.py --restore-args "--model NAME" --json /tmp/score.json
-    .venv/bin/python benchmarks/record_scores.py /tmp/score.json [--name NAME] [--extra blind_single=FILE]
+    .venv/bin/python benchmarks/record_scores.py /tmp/score.json [--name NAME] [--extra NAME=FILE]
 
 NAME defaults to the default model (core.models.DEFAULT_MODEL); the scorer's figures must be of
 that model (score.py's own JSON does not say which model it ran, so it is the caller's word).
@@ -57,7 +57,7 @@ def main():
     ap.add_argument("score_json", help="the file score.py --json wrote")
     ap.add_argument("--name", default=DEFAULT_MODEL, help=f"the model scored (default {DEFAULT_MODEL})")
     ap.add_argument("--extra", action="append", default=[], metavar="NAME=FILE",
-                    help="more figures to keep, e.g. blind_single=/tmp/blind.json")
+                    help="more figures to keep, e.g. other_watermark=/tmp/other.json")
     a = ap.parse_args()
     extras = [item.partition("=") for item in a.extra]
     if any(not key or not sep or not file for key, sep, file in extras):

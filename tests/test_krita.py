@@ -325,6 +325,10 @@ def test_plugin_in_krita_gui(version, krita_worker, cli_profiles, watermark, tmp
     assert res["layers"][-1].startswith("Kirei x2"), res["layers"]
     assert res["grab_saved"] and os.path.getsize(os.path.join(out, "krita-window.png")) > 10000
     assert "Done in" in res["message"] or "upscaled only" in res["message"], res["message"]
+    from core.blind import find_watermark
+    from core.imageio import to_float
+    said = find_watermark(to_float(rgba)).summary()  # what blind removal found, in the docker's status
+    assert (said[0].upper() + said[1:] + ".") in res["message"], res["message"]
     got = np.fromfile(os.path.join(out, "new_layer.raw"), np.uint8).reshape(128, 192, 4)[..., [2, 1, 0, 3]]
     want = restore_region(rgba, options=Options(scale=2, blind=True)).pixels  # the docker ran blind
     np.testing.assert_array_equal(got, want)
