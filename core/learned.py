@@ -22,12 +22,13 @@ _lock = threading.Lock()
 X1_MASK_THRESHOLD = 0.01  # opacity above which x1 takes the model's pixel rather than the input's
 
 
-def model_for(device, name=DEFAULT_MODEL):
-    """The named model on `device`, loaded once per process (the worker keeps it warm)."""
-    key = (name, str(device))
+def model_for(device, name=DEFAULT_MODEL, restorer=True):
+    """The named model on `device`, loaded once per process (the worker keeps it warm); restorer:
+    see weights_io.load_model."""
+    key = (name, str(device), restorer)  # the finder asked for as a restorer is refused, not served from here
     with _lock:
         if key not in _models:
-            m = load_model(name).to(device)
+            m = load_model(name, restorer).to(device)
             if device.type != "cpu":
                 m = m.to(memory_format=torch.channels_last)
             for layer in m.modules():  # a cancel is seen before every convolution, not per picture

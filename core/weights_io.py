@@ -65,8 +65,8 @@ def verify(name=DEFAULT_MODEL):
         st = os.stat(path)
     except OSError:
         if os.path.sep not in name and "/" not in name and not name.endswith(WEIGHTS_EXT) and name != DEFAULT_MODEL:
-            known = sorted(f[:-len(WEIGHTS_EXT)] for f in os.listdir(WEIGHTS_DIR) if f.endswith(WEIGHTS_EXT))
-            raise KireiError(f"no model named {name!r} is installed (installed: {', '.join(known) or 'none'})") from None
+            raise KireiError(f"no model named {name!r} is installed (installed: {', '.join(_restorers()) or 'none'})"
+                             ) from None
         raise KireiError(f"the model's weights are missing ({path}); {REMEDY}") from None
     problem = _problem(path, st.st_size, st.st_mtime_ns)
     if problem:
@@ -106,12 +106,22 @@ def _read_model(path):
     return model
 
 
-def load_model(name=DEFAULT_MODEL):
-    """The model with the named shipped weights (or a .safetensors path), checked (see verify), in eval mode."""
-    return _read_model(verify(name)).eval()
+def load_model(name=DEFAULT_MODEL, restorer=True):
+    """The model with the named shipped weights (or a .safetensors path), checked (see verify), in
+    eval mode; restorer: it must be one that restores pictures (not the stamp finder)."""
+    model = _read_model(verify(name))
+    if restorer and model.architecture not in RESTORERS:
+        raise KireiError(f"{name!r} doesn't restore pictures (models that do: {', '.join(_restorers()) or 'none'})")
+    return model.eval()
+
+
+def _restorers():
+    """The names of the shipped weights of restoring models (core/models RESTORERS)."""
+    names = sorted(f[:-len(WEIGHTS_EXT)] for f in os.listdir(WEIGHTS_DIR) if f.endswith(WEIGHTS_EXT))
+    return [n for n in names if os.path.exists(weights_path(n, RECORD_EXT)) and
+            describe(n).get("architecture") in RESTORERS]
 
 
 def installed():
     """{name: record} of the restoring models in core/weights whose weights are there and whole."""
-    names = sorted(f[:-len(WEIGHTS_EXT)] for f in os.listdir(WEIGHTS_DIR) if f.endswith(WEIGHTS_EXT))
-    return {n: describe(n) for n in names if describe(n).get("architecture") in RESTORERS and available(n)}
+    return {n: describe(n) for n in _restorers() if available(n)}

@@ -128,3 +128,12 @@ def test_the_shipped_finder_leaves_the_pictures_own_text_and_line_art(seed):
     blind_x2 = psnr_y(restore_pixels(lr, None, cpu(scale=2, blind=True)))
     plain_x2 = psnr_y(restore_pixels(lr, None, cpu(scale=2)))
     assert blind_x2 > plain_x2 - 1.0, (blind_x2, plain_x2)
+
+
+@pytest.mark.skipif(not blind.available(), reason="the stamp finder's weights are not installed")
+def test_the_finder_is_not_offered_as_a_model_to_restore_with():
+    from core import weights_io
+    from core.errors import KireiError
+    assert blind.FINDER not in weights_io.installed()
+    with pytest.raises(KireiError, match="'stamp-finder' doesn't restore pictures"):
+        restore_pixels(np.zeros((16, 16, 3), np.float32), None, cpu(scale=2, model=blind.FINDER))
