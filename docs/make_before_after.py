@@ -4,7 +4,8 @@
     .venv/bin/python docs/make_before_after.py
 
 Panels, all 466x660: the stamped sample (233x330, shown at 2x with nearest neighbours),
-restored blind (the network alone), restored with the sample's profile, and the clean truth.
+restored blind (one picture: the stamp finder and its check; the panel says what was found),
+restored with the sample's profile, and the clean truth.
 """
 import os
 import sys
@@ -27,8 +28,11 @@ def main():
     panels = [("stamped input (233x330)", Image.fromarray(imageio.from_float(stamped, np.uint8)).resize(
         (466, 660), Image.NEAREST))]
     for label, prof, blind in (("blind", None, True), ("with the profile", profile, False)):
-        out = restore_pixels(stamped, prof, Options(scale=2, device="cpu", blind=blind), out_dtype=np.uint8)
-        panels.append((f"Kirei x2, {label}", Image.fromarray(out)))
+        heard = []
+        out = restore_pixels(stamped, prof, Options(scale=2, device="cpu", blind=blind), out_dtype=np.uint8,
+                             report=heard.append)
+        said = f": {heard[0].summary()}" if heard else ""  # what blind removal found, as the user is told
+        panels.append((f"Kirei x2, {label}{said}", Image.fromarray(out)))
     panels.append(("clean truth", Image.open(os.path.join(samples, "sample-truth.png")).convert("RGB")))
     sheet = Image.new("RGB", (466 * len(panels) + 8 * (len(panels) - 1), 660 + 24), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
