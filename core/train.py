@@ -263,6 +263,52 @@ def save_checkpoint(path, model, ema, opt, step, rng, record):
     os.replace(tmp, path)
 
 
+class RunLog:
+    """A training loop's bookkeeping, shared by `train` and `train-finder`: the mean losses every
+    --log-every steps, validations and checkpoints every --val-every / --save-every steps, at the
+    end and at the time limit, all into OUT/log.jsonl (and printed)."""
+
+    def __init__(self, args, record, tag=None):
+        self.args, self.record, self.tag = args, record, tag or {}
+        self.fh = open(os.path.join(args.out, "log.jsonl"), "a")
+        self.t_start = self.t_last = time.time()
+        self.before = record["train_seconds"]
+        self.sums, self.n = {}, 0
+
+    def _write(self, obj, label=None):
+        self.fh.write(json.dumps(obj) + "\n")
+        self.fh.flush()
+        print(*([label] if label else []), json.dumps(obj.get("validation", obj) if label else obj), flush=True)
+
+    def after_step(self, step, lr, parts, validate, save):
+        """Log, validate (validate() -> dict) and save (save(record)) as due; True: stop (time limit)."""
+        self.n += 1
+        for k, v in parts.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+        a = self.args
+        if step % a.log_every == 0:
+            now = time.time()
+            self._write({**self.tag, "step": step, "lr": round(lr, 7),
+                         **{k: round(v / self.n, 5) for k, v in self.sums.items()},
+                         "sec_per_step": round((now - self.t_last) / self.n, 4)})
+            self.sums, self.n, self.t_last = {}, 0, now
+        done = step >= a.steps
+        out_of_time = bool(a.time_limit) and time.time() - self.t_start > a.time_limit * 60
+        if step % a.val_every == 0 or done or out_of_time:
+            v = {**self.tag, "step": step, **validate()}
+            self.record["validation"].append(v)
+            self._write({"validation": v}, "validation")
+        if step % a.save_every == 0 or done or out_of_time:
+            self.record["train_seconds"] = round(self.before + time.time() - self.t_start, 1)
+            save(self.record)
+        if out_of_time:
+            print(f"time limit reached at step {step}; run again to resume")
+        return out_of_time
+
+    def close(self):
+        self.fh.close()
+
+
 def load_checkpoint(path):
     # weights_only: a checkpoint is never unpickled as arbitrary objects
     return torch.load(path, map_location="cpu", weights_only=True)
@@ -347,10 +393,7 @@ def main(args):
     data_record["shares"] = {k: round(v, 3) for k, v in maker.shares.items()}  # a resumed run keeps its record's
     feed = Prefetcher(maker, args.batch)
     bf16 = not args.no_bf16
-    log = open(os.path.join(args.out, "log.jsonl"), "a")
-    t_start, t_last = time.time(), time.time()
-    trained_before = record["train_seconds"]
-    sums, n = {}, 0
+    runlog = RunLog(args, record, {"stage": args.stage})
     try:
         while step < args.steps:
             b = _to_device(feed.next(), device)
@@ -366,33 +409,11 @@ def main(args):
             opt.step()
             ema.update_parameters(model)
             step += 1
-            n += 1
-            for k, v in parts.items():
-                sums[k] = sums.get(k, 0.0) + v
-            if step % args.log_every == 0:
-                now = time.time()
-                line = {"stage": args.stage, "step": step, "lr": round(opt.param_groups[0]["lr"], 7),
-                        **{k: round(v / n, 5) for k, v in sums.items()},
-                        "sec_per_step": round((now - t_last) / n, 4)}
-                log.write(json.dumps(line) + "\n")
-                log.flush()
-                print(json.dumps(line), flush=True)
-                sums, n, t_last = {}, 0, now
-            done = step >= args.steps
-            out_of_time = args.time_limit and time.time() - t_start > args.time_limit * 60
-            if step % args.val_every == 0 or done or out_of_time:
-                v = {"stage": args.stage, "step": step, **validate(ema.module, val, device, args.stage)}
-                record["validation"].append(v)
-                log.write(json.dumps({"validation": v}) + "\n")
-                log.flush()
-                print("validation", json.dumps(v), flush=True)
-            if step % args.save_every == 0 or done or out_of_time:
-                record["train_seconds"] = round(trained_before + time.time() - t_start, 1)
-                save_checkpoint(ck_path, model, ema, opt, step, rng, record)
-            if out_of_time:
-                print(f"time limit reached at step {step}; run again to resume")
+            if runlog.after_step(step, opt.param_groups[0]["lr"], parts,
+                                 lambda: validate(ema.module, val, device, args.stage),
+                                 lambda rec: save_checkpoint(ck_path, model, ema, opt, step, rng, rec)):
                 break
     finally:
         feed.close()
-        log.close()
+        runlog.close()
     return 0

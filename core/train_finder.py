@@ -11,7 +11,6 @@ is trained on its opacity and colour and on what exact inversion with them gives
 """
 import json
 import os
-import time
 from datetime import datetime, timezone
 
 import numpy as np
@@ -21,7 +20,8 @@ from . import __version__
 from .degrade import PairMaker
 from .models.finder import StampFinder
 from .models.frontend import invert
-from .train import CHECKPOINT, Prefetcher, _ema, _to_device, learning_rate, load_checkpoint, load_data, psnr_y
+from .train import (CHECKPOINT, Prefetcher, RunLog, _ema, _to_device, learning_rate, load_checkpoint, load_data,
+                    psnr_y, save_checkpoint)
 from .watermarks import picture_marks, random_watermark
 from .weights_io import WEIGHTS_DIR
 
@@ -160,10 +160,7 @@ def main(args):
     val_sources = dict(sources, pictures=held or sources["pictures"])
     val = make_validation(val_sources, args.seed + 1, args.side)
     feed = Prefetcher(FinderMaker(sources, rng, args.side), args.batch)
-    log = open(os.path.join(args.out, "log.jsonl"), "a")
-    t_start = t_last = time.time()
-    before = record["train_seconds"]
-    sums, n = {}, 0
+    runlog = RunLog(args, record)
     try:
         while step < args.steps:
             b = _to_device(feed.next(), "cpu")
@@ -177,33 +174,10 @@ def main(args):
             opt.step()
             ema.update_parameters(model)
             step += 1
-            n += 1
-            for k, v in parts.items():
-                sums[k] = sums.get(k, 0.0) + v
-            if step % args.log_every == 0:
-                now = time.time()
-                line = {"step": step, "lr": round(opt.param_groups[0]["lr"], 7),
-                        **{k: round(v / n, 5) for k, v in sums.items()}, "sec_per_step": round((now - t_last) / n, 4)}
-                log.write(json.dumps(line) + "\n")
-                log.flush()
-                print(json.dumps(line), flush=True)
-                sums, n, t_last = {}, 0, now
-            done = step >= args.steps
-            out_of_time = args.time_limit and time.time() - t_start > args.time_limit * 60
-            if step % args.val_every == 0 or done or out_of_time:
-                v = {"step": step, **validate(ema.module, val)}
-                record["validation"].append(v)
-                log.write(json.dumps({"validation": v}) + "\n")
-                log.flush()
-                print("validation", json.dumps(v), flush=True)
-            if step % args.save_every == 0 or done or out_of_time:
-                record["train_seconds"] = round(before + time.time() - t_start, 1)
-                from .train import save_checkpoint
-                save_checkpoint(ck_path, model, ema, opt, step, rng, record)
-            if out_of_time:
-                print(f"time limit reached at step {step}; run again to resume")
+            if runlog.after_step(step, opt.param_groups[0]["lr"], parts, lambda: validate(ema.module, val),
+                                 lambda rec: save_checkpoint(ck_path, model, ema, opt, step, rng, rec)):
                 break
     finally:
         feed.close()
-        log.close()
+        runlog.close()
     return 0

@@ -112,3 +112,23 @@ def test_missing_data_folder_is_a_clear_error(tmp_path):
     p = run_cli("train", "--out", str(tmp_path / "r"), "--data", str(tmp_path / "nope"), "--steps", "1", *TINY)
     assert p.returncode == 2
     assert "kirei: error: training data folder" in p.stderr and "does not exist" in p.stderr
+
+
+def test_the_stamp_finder_trains_seeded_and_resumes(tmp_path, data):
+    """`train-finder`: two 4-step runs with one seed end with the same weights; a 2-step run
+    resumes to 4, logged and validated throughout (the shipped finder's export is not touched)."""
+    finder = ["--data", data, "--batch", "2", "--side", "64", "--log-every", "1", "--val-every", "2",
+              "--save-every", "2", "--no-bf16"]
+    split, whole, again = (str(tmp_path / n) for n in ("split", "whole", "again"))
+    said = []
+    for out, steps in ((split, "2"), (split, "4"), (whole, "4"), (again, "4")):
+        p = run_cli("train-finder", "--out", out, "--steps", steps, *finder)
+        assert p.returncode == 0, p.stderr[-3000:]
+        said.append(p.stdout)
+    assert f"resumed from {os.path.join(split, CHECKPOINT)} at step 2" in said[1]
+    lines = log_of(split)
+    assert [x["step"] for x in lines if "step" in x] == [1, 2, 3, 4]
+    assert [x["validation"]["step"] for x in lines if "validation" in x] == [2, 4]
+    assert {"alpha_mae", "found_in", "unstamped_psnr"} <= set(lines[-1]["validation"])
+    a, b = model_state(whole), model_state(again)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
