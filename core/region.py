@@ -74,7 +74,7 @@ def restore_region(pixels, offset=(0, 0), mask=None, profile=None, options=Optio
         x0, y0, x1, y1 = 0, 0, w, h
     if options.blind and profile is None:
         whole, options = find_blind(_with_alpha(imageio.to_float(pixels)), None, options, report)
-        profile = whole and Profile(whole.alpha, whole.color, origin=tuple(offset))
+        profile = None if whole is None else Profile(whole.alpha, whole.color, origin=tuple(offset))
     # context: the bounding box grown by the margin (at least what the method reads around a
     # pixel, so that the part restores as it would inside the whole), kept inside the region
     margin = max(margin, context_pixels(options, profile))

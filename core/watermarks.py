@@ -159,6 +159,7 @@ def measured_profile(alpha, colour, rng, clutter):
          * (1.0 - np.clip(alpha, 0, 1))[..., None])
     return np.clip(a, 0, 1).astype(np.float32), np.clip(c, 0, 1).astype(np.float32)
 
+
 PICTURE_WORDS = ("SAMPLE", "Hello!", "ね、聞いて", "…!?", "BANG", "Chapter 1", "© 2026", "sign", "OK", "見本",
                  "START", "Menu", "LOAD", "ドキドキ")
 
