@@ -171,6 +171,9 @@ def layer_name(scale, mode):
     return "Kirei x%d%s" % (scale, done) if scale > 1 else "Kirei" + (done or " (watermark removed)")
 
 
+MATTE_NAME = "Kirei: watermark taken off"  # the new layer's mask in Krita (a node has a name there)
+
+
 def what_changed(still_open, layer_there, size, size_then, same_colours=True, names=("image", "layer", "image")):
     """Why a result can't go where it belongs any more, for the plugin's user (None when it can): the
     document was closed, the layer deleted or converted, or the canvas's (width, height) isn't
@@ -343,16 +346,21 @@ def _remove_if_there(path):
 
 # ------------------------------------------------------------------ results
 class Result(object):
-    """A restored region: raw pixels (H x W x C, little-endian, alpha last) and where they go."""
+    """A restored region: raw pixels (H x W x C, little-endian, alpha last) and where they go; and,
+    when asked for, the matte: H x W bytes, the opacity of the watermark taken off (None when
+    nothing was)."""
 
-    def __init__(self, header, pixels):
+    def __init__(self, header, payload):
         self.width = int(header["width"])
         self.height = int(header["height"])
         self.channels = int(header["channels"])
         self.dtype = header["dtype"]
         self.offset = tuple(header["offset"])
         self.notice = header.get("notice")
-        self.pixels = pixels
+        self.pixels, self.matte = payload, None
+        if header.get("matte_dtype") == "uint8":
+            split = len(payload) - self.width * self.height
+            self.pixels, self.matte = payload[:max(split, 0)], payload[max(split, 0):]
 
     def misfit(self, rect, scale, channels, dtype):
         """Why these pixels aren't what a plugin asked for (None when they are): other channels or
@@ -362,6 +370,7 @@ class Result(object):
         ox, oy = self.offset
         size = self.width * self.height * channels * DTYPES.get(dtype, 0)
         if (self.channels, self.dtype, len(self.pixels)) != (channels, dtype, size) \
+                or (self.matte is not None and len(self.matte) != self.width * self.height) \
                 or not (x <= ox and y <= oy and ox + self.width <= x + w and oy + self.height <= y + h):
             return "The worker's answer doesn't fit the layer (%dx%d at %d,%d)" % (self.width, self.height, ox, oy)
         return None
@@ -548,7 +557,7 @@ class Client(object):
 
     def restore(self, pixels, width, height, channels, dtype, offset=(0, 0), mask=None, mask_dtype="uint8",
                 scale=2, watermark="blind", profile=None, tile=None, progress=None, cancel=None, timeout=None,
-                image_size=None, model=None, jpeg=None):
+                image_size=None, model=None, jpeg=None, matte=False):
         """Restore a region; see docs/protocol.md for the meaning of each field.
 
         pixels: bytes, H x W x C little-endian of dtype ("uint8", "uint16", "float32"), alpha last.
@@ -557,6 +566,7 @@ class Client(object):
         is refused at once. Required with a profile (the worker reads only the region's part of it).
         model: the learned model's name (one the worker lists in its health answer), or None for its default.
         jpeg: whether the pixels went through JPEG (jpeg_hint of the document's file), None: the worker looks.
+        matte: also ask for the opacity of the watermark taken off (Result.matte).
         progress(fraction) is called as the job advances; setting the `cancel` event cancels it.
         Returns a Result; raises a KireiClientError subclass with a message for the user.
         """
@@ -586,6 +596,8 @@ class Client(object):
             header["model"] = model
         if jpeg is not None:
             header["jpeg"] = bool(jpeg)
+        if matte:
+            header["matte"] = True
         body = pack(header, blobs)
         self.connect()
         status, _, data = self._request("POST", "/v1/jobs", body, JOB_TYPE, timeout=max(self.timeout, 60))

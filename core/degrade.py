@@ -103,11 +103,11 @@ class PairMaker:
 
     def __init__(self, pictures, rng, scale=2, patch=48, synth_share=None, synth_pool=48,
                  stamp_pool=160, stamp_canvas=192, jpeg_share=0.4, anime=(), svg_files=(), svg_pool=32,
-                 shares=None):
+                 shares=None, mode_weights=MODE_WEIGHTS):
         self.pictures = pictures  # list of H x W x 3 uint8 arrays
         self.rng = rng
         self.scale, self.patch = scale, patch
-        self.jpeg_share = jpeg_share
+        self.jpeg_share, self.mode_weights = jpeg_share, mode_weights
         self.stamp_canvas = stamp_canvas
         self.synth = [self._new_synth() for _ in range(synth_pool)]
         self.stamps = [random_watermark(stamp_canvas, stamp_canvas, rng) for _ in range(stamp_pool)]
@@ -210,7 +210,7 @@ class PairMaker:
         """One Sample. measured: the profile given is as `estimate` measures it (True), exact
         (False), or either (None: measured 70% of the time)."""
         rng, p = self.rng, self.patch
-        mode = mode or MODES[int(rng.choice(len(MODES), p=MODE_WEIGHTS))]
+        mode = mode or MODES[int(rng.choice(len(MODES), p=self.mode_weights))]
         hr = self._hr_crop()
         lr = self._downscale(hr).astype(np.float32) / 255.0  # 8-bit, like every preview
         zero_a, zero_c = np.zeros((p, p), np.float32), np.zeros((p, p, 3), np.float32)

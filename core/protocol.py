@@ -41,6 +41,7 @@ class JobRequest:
     image_size: tuple = None  # (width, height) of the whole picture, when the client says (always with a profile)
     model: str = DEFAULT_MODEL  # a shipped model's name, never a path: the worker names what it has
     jpeg: bool = None  # the pixels went through JPEG, as the client knows it (the document's file); None: look
+    matte: bool = False  # send back the opacity of the watermark taken off
 
     def decode_profile(self):
         """The part of the watermark profile under the region (a core.profile.Profile), decoded: memory
@@ -106,6 +107,9 @@ def parse_job(body, max_pixels, models=()):
     jpeg = header.get("jpeg")
     if jpeg is not None and not isinstance(jpeg, bool):
         raise BadRequest(400, f"'jpeg' must be true or false, got {jpeg!r}")
+    matte = header.get("matte", False)
+    if not isinstance(matte, bool):
+        raise BadRequest(400, f"'matte' must be true or false, got {matte!r}")
     image_size = None
     if "image_size" in header:
         image_size = header["image_size"]
@@ -143,7 +147,7 @@ def parse_job(body, max_pixels, models=()):
         _check_profile_header(profile_png, image_size, max_pixels)
     return JobRequest(pixels=pixels.astype(pixels.dtype.newbyteorder("=")), mask=mask, profile_png=profile_png,
                       offset=offset, scale=scale, watermark=watermark, tile=tile, image_size=image_size,
-                      model=model, jpeg=jpeg)
+                      model=model, jpeg=jpeg, matte=matte)
 
 
 def _check_pixels(name, width, height, max_pixels):
@@ -211,4 +215,8 @@ def pack_result(result, notice=None):
               "offset": list(result.offset), "bbox": list(result.bbox)}
     if notice:
         header["notice"] = notice
-    return client.pack(header, [le.tobytes()])
+    blobs = [le.tobytes()]
+    if result.matte is not None:  # width x height bytes, after the pixels
+        header["matte_dtype"] = "uint8"
+        blobs.append(np.ascontiguousarray(result.matte, np.uint8).tobytes())
+    return client.pack(header, blobs)

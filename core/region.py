@@ -24,6 +24,9 @@ class RegionResult:
     pixels: np.ndarray  # (h*scale) x (w*scale) x C with alpha last, dtype of the input
     offset: tuple  # (x, y) of the result's top-left corner in the scaled picture
     bbox: tuple  # (x0, y0, x1, y1) of the restored part, in the region's own input pixels
+    # asked for (matte=True): the opacity of the watermark taken off, at the result's size, uint8
+    # (255: opaque); None when nothing was taken off
+    matte: np.ndarray = None
 
 
 def selection_bbox(mask):
@@ -41,15 +44,27 @@ def _with_alpha(pixels):
     return np.concatenate([pixels, np.ones(pixels.shape[:2] + (1,), pixels.dtype)], axis=2)
 
 
-def _resize_mask(mask, width, height):
-    # nearest: each input pixel's selection covers exactly its scale x scale block, no leaks
+def _resize_mask(mask, width, height, resample=Image.NEAREST):
+    # nearest (a selection): each input pixel's selection covers exactly its scale x scale block, no leaks
     if mask.shape == (height, width):
         return mask
-    return np.asarray(Image.fromarray(mask, "F").resize((width, height), Image.NEAREST))
+    return np.asarray(Image.fromarray(mask, "F").resize((width, height), resample))
+
+
+def _matte(profile, x, y, width, height, scale):
+    """The opacity taken off a part of the picture, at the result's size (bilinear: the stamp's
+    soft edges as the model saw them), as uint8; None where there is none."""
+    if profile is None:
+        return None
+    alpha = profile.crop(x, y, width, height).alpha
+    if not np.any(alpha > 0):
+        return None
+    big = _resize_mask(np.ascontiguousarray(alpha), width * scale, height * scale, Image.BILINEAR)
+    return np.clip(np.round(big * 255.0), 0, 255).astype(np.uint8)
 
 
 def restore_region(pixels, offset=(0, 0), mask=None, profile=None, options=Options(), margin=DEFAULT_MARGIN,
-                   progress=None, report=None):
+                   progress=None, report=None, matte=False):
     """Restore a region of a layer; see the module doc.
 
     pixels: H x W x C (uint8, uint16 or float; C = 1..4, alpha last when 2 or 4).
@@ -58,6 +73,8 @@ def restore_region(pixels, offset=(0, 0), mask=None, profile=None, options=Optio
     profile: a Profile of the whole picture, or None (no watermark removal, or in blind mode the
     one found in the whole region given, not only in the selection: see pipeline.find_blind, and
     report).
+    matte: also return the opacity of the watermark taken off (RegionResult.matte), for the
+    plugins to show as a layer mask.
     """
     pixels = np.asarray(pixels)
     if pixels.ndim == 2:
@@ -92,4 +109,5 @@ def restore_region(pixels, offset=(0, 0), mask=None, profile=None, options=Optio
         out[..., -1] *= np.clip(sel, 0.0, 1.0)
     dtype = pixels.dtype if pixels.dtype in (np.uint8, np.uint16) else np.float32
     return RegionResult(pixels=imageio.from_float(out, dtype),
-                        offset=((offset[0] + x0) * s, (offset[1] + y0) * s), bbox=(x0, y0, x1, y1))
+                        offset=((offset[0] + x0) * s, (offset[1] + y0) * s), bbox=(x0, y0, x1, y1),
+                        matte=_matte(profile, offset[0] + x0, offset[1] + y0, x1 - x0, y1 - y0, s) if matte else None)

@@ -159,7 +159,7 @@ class Worker:
                                     options=Options(scale=r.scale, method=method, device=self.device.type,
                                                     tile=r.tile or Options.tile, blind=r.watermark == "blind",
                                                     model=r.model, jpeg=jpeg),
-                                    progress=progress, report=found.append)
+                                    progress=progress, report=found.append, matte=r.matte)
             notice = BLIND_NOTICE if r.watermark == "blind" and method == "classic" else None
             if found:  # blind: what was found, as a sentence the plugins show
                 said = found[0].summary()

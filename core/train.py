@@ -2,6 +2,7 @@
 
     python -m core train --out runs/k2 --stage front --steps 4000        # front-end + matte head, body frozen
     python -m core train --out runs/k2 --stage joint --steps 2000        # then the body too, slowly
+    python -m core train --out runs/k2 --stage jpeg --steps 3000         # or: the JPEG body alone, on JPEGs
     python -m core train --out runs/k2 --export kirei-2                  # core/weights/kirei-2.{safetensors,json}
     python -m core train --out runs/mine --images ~/my-art --init kirei-2   # fine-tune on your own pictures
 
@@ -43,6 +44,9 @@ from .weights_io import describe, load_model, save_weights, weights_path
 CHECKPOINT = "checkpoint.pt"
 WM_WEIGHT = 4.0  # extra weight of the pixels under the stamp, where the hard part is
 EMA_DECAY = 0.999
+# stage "jpeg" sees JPEG input only, with a known profile or nothing stamped (no blind samples:
+# their matte head isn't what this stage trains)
+STAGE_SAMPLES = {"jpeg": {"jpeg_share": 1.0, "mode_weights": (0.8, 0.0, 0.2)}}
 
 
 # ---------------------------------------------------------------- data
@@ -150,19 +154,38 @@ def _upscale(model, clean, jpeg):
     return out
 
 
+def _pixel_loss(model, out, b):
+    """L1 against the truth of out's size, weighted up under the stamp."""
+    under = (b["alpha"] > 0.01).float()
+    truth = b["clean"]
+    if out.shape[-1] != truth.shape[-1]:
+        under = F.interpolate(under, scale_factor=model.scale, mode="nearest")
+        truth = b["truth"]
+    return ((out.float() - truth).abs() * (1 + WM_WEIGHT * under)).mean()
+
+
+def _jpeg_loss(model, b):
+    """Stage "jpeg": the JPEG body's x2 of the front-end's picture, the front-end as it is (in eval
+    mode: an untrained one is exact inversion, without computing its unused features)."""
+    with torch.no_grad():
+        model.front.eval()
+        clean = model.front(b["stamped"], b["profile_alpha"], b["profile_colour"])
+        model.front.train()
+    pixel = _pixel_loss(model, model.body_jpeg(clean), b)
+    return pixel, {"pixel": pixel.item()}
+
+
 def loss_terms(model, b, stage):
     """The loss of a batch: the front-end's clean small picture against the truth at low
     resolution (stage "front") or the body's x2 against the high-resolution truth ("joint"),
-    weighted up under the stamp; plus the blind matte head's own loss."""
+    weighted up under the stamp; plus the blind matte head's own loss. Stage "jpeg": the JPEG
+    body's x2 alone."""
+    if stage == "jpeg":
+        return _jpeg_loss(model, b)
     alpha, colour, a_blind, c_blind = _given_profile(model, b)
     clean = model.front(b["stamped"], alpha, colour)
-    under = (b["alpha"] > 0.01).float()
-    if stage == "front":
-        out, truth = clean.float(), b["clean"]
-    else:
-        out, truth = _upscale(model, clean, b["jpeg"]).float(), b["truth"]
-        under = F.interpolate(under, scale_factor=model.scale, mode="nearest")
-    pixel = ((out - truth).abs() * (1 + WM_WEIGHT * under)).mean()
+    out = clean if stage == "front" else _upscale(model, clean, b["jpeg"])
+    pixel = _pixel_loss(model, out, b)
     err_a = a_blind.float() - b["alpha"]
     # squared error: L1 alone lets the head sit at "no stamp anywhere" (the median) while it
     # can't yet tell stamp from picture; the mean keeps a gradient towards telling them apart
@@ -175,7 +198,14 @@ def loss_terms(model, b, stage):
 
 def param_groups(model, stage, lr, body_lr):
     """What trains in each stage: the front-end and matte head; in "joint" the bodies too, slowly,
-    so that they stay at least as good as the waifu2x weights they start from."""
+    so that they stay at least as good as the waifu2x weights they start from; in "jpeg" the
+    JPEG body alone, as slowly."""
+    if stage == "jpeg":
+        if model.body_jpeg is None:
+            raise KireiError("stage jpeg: this model has no JPEG body to train")
+        model.requires_grad_(False)
+        model.body_jpeg.requires_grad_(True)
+        return [{"params": list(model.body_jpeg.parameters()), "base_lr": lr * body_lr}]
     groups = [{"params": list(model.front.parameters()) + list(model.matte.parameters()), "base_lr": lr}]
     bodies = [p for m in (model.body, model.body_jpeg) if m is not None for p in m.parameters()]
     for p in bodies:
@@ -237,7 +267,7 @@ def validate(model, val, device, stage):
     inverted = invert(b["stamped"], b["profile_alpha"], b["profile_colour"])
     res = {}
     for name, (mode, x, which) in cases.items():
-        for scale in ((1, 2) if stage == "joint" else (1,)):
+        for scale in ((1,) if stage == "front" else (1, 2)):
             outs = torch.cat([model(x[which][i:i + 8], b["profile_alpha"][which][i:i + 8],
                                     b["profile_colour"][which][i:i + 8], mode=mode, scale=scale,
                                     jpeg=bool(jpg[which][0]))[0] for i in range(0, int(which.sum()), 8)])
@@ -384,12 +414,13 @@ def main(args):
         print(f"resumed from {ck_path} at step {step} of stage {args.stage}")
     if not record["stages"] or record["stages"][-1]["stage"] != args.stage or step == 0:
         record["stages"].append({"stage": args.stage, "steps": args.steps, "lr": args.lr, "body_lr": args.body_lr,
-                                 "batch": args.batch, "patch": args.patch})
+                                 "batch": args.batch, "patch": args.patch,
+                                 **({"samples": STAGE_SAMPLES[args.stage]} if args.stage in STAGE_SAMPLES else {})})
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
     val = make_validation(held_pics or train_pics, args.seed + 1, model.scale)
     maker = PairMaker(train_pics, rng, scale=model.scale, patch=args.patch, anime=sources["anime"],
-                      svg_files=sources["svg"])
+                      svg_files=sources["svg"], **STAGE_SAMPLES.get(args.stage, {}))
     data_record["shares"] = {k: round(v, 3) for k, v in maker.shares.items()}  # a resumed run keeps its record's
     feed = Prefetcher(maker, args.batch)
     bf16 = not args.no_bf16

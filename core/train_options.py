@@ -10,7 +10,7 @@ DEFAULT_DATA = os.path.join(PROJECT, "..", "shared", "data", "train")
 # with the default data (no --data) these come too, where they are
 DEFAULT_ANIME = os.path.join(PROJECT, "..", "shared", "data", "train_anime")
 DEFAULT_SVG = os.path.join(PROJECT, "..", "shared", "data", "train_svg")
-STAGES = ("front", "joint")
+STAGES = ("front", "joint", "jpeg")
 
 
 def add_arguments(p):
@@ -31,7 +31,8 @@ def add_arguments(p):
                    help="stop (with a checkpoint) after this many minutes; run again to resume; 0: no limit")
     p.add_argument("--stage", choices=STAGES, default="front",
                    help="front: the front-end and matte head alone, at low resolution, the body frozen; "
-                        "joint: then the body too, at --body-lr times the learning rate")
+                        "joint: then the body too, at --body-lr times the learning rate; "
+                        "jpeg: the JPEG body alone, on JPEG input only, at --body-lr times the learning rate")
     p.add_argument("--batch", type=int, default=32, help="patches per optimiser step")
     p.add_argument("--patch", type=int, default=64, help="low-resolution patch side")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (one-cycle schedule)")

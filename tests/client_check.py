@@ -33,9 +33,10 @@ def main():
     seen = []
     res = client.restore(pixels, job["width"], job["height"], job["channels"], job["dtype"], offset=job["offset"],
                          mask=mask, scale=job["scale"], watermark=job["watermark"], profile=job.get("profile"),
-                         image_size=job.get("image_size"), progress=seen.append)
+                         image_size=job.get("image_size"), progress=seen.append, matte=job.get("matte", False))
     out["result"] = {"sha256": hashlib.sha256(res.pixels).hexdigest(), "size": [res.width, res.height],
-                     "channels": res.channels, "dtype": res.dtype, "offset": list(res.offset)}
+                     "channels": res.channels, "dtype": res.dtype, "offset": list(res.offset),
+                     "matte_sha256": hashlib.sha256(res.matte).hexdigest() if res.matte is not None else None}
     out["progress_calls"] = len(seen)
     # a cancelled job raises Cancelled
     cancel = threading.Event()

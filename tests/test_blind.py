@@ -137,3 +137,16 @@ def test_the_finder_is_not_offered_as_a_model_to_restore_with():
     assert blind.FINDER not in weights_io.installed()
     with pytest.raises(KireiError, match="'stamp-finder' doesn't restore pictures"):
         restore_pixels(np.zeros((16, 16, 3), np.float32), None, cpu(scale=2, model=blind.FINDER))
+
+
+def test_the_matte_asked_for_is_what_was_found_and_none_when_nothing_was(monkeypatch, pictures):
+    px = np.uint8(np.round(pictures["stamped"] * 255))
+    finder_says(monkeypatch, pictures["alpha"], pictures["colour"])
+    res = restore_region(px, options=cpu(scale=2, blind=True), matte=True)
+    found = blind.find_watermark(px.astype(np.float32) / 255).profile
+    assert res.matte.shape == (240, 320)
+    half = res.matte[::2, ::2].astype(np.float32) / 255  # the matte at the picture's pixels
+    assert np.abs(half - found.alpha)[found.alpha > 0].mean() < 0.05
+    finder_says(monkeypatch, pictures["caption"], np.ones(pictures["clean"].shape, np.float32))
+    assert restore_region(np.uint8(np.round(pictures["clean"] * 255)), options=cpu(scale=2, blind=True),
+                          matte=True).matte is None  # the false find refused: nothing taken off

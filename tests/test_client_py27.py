@@ -34,10 +34,10 @@ def _job_files(folder, scene, inside=""):
     seen = inside + folder
     job = {"pixels_file": seen + "/pixels.bin", "mask_file": seen + "/mask.bin", "profile": seen + "/profile.png",
            "width": 60, "height": 40, "channels": 4, "dtype": "uint8", "offset": [20, 10], "scale": 2,
-           "watermark": "profile", "image_size": [stamped.shape[1], stamped.shape[0]]}
+           "watermark": "profile", "image_size": [stamped.shape[1], stamped.shape[0]], "matte": True}
     json.dump(job, open(os.path.join(folder, "job.json"), "w"))
     want = restore_region(part, offset=(20, 10), mask=mask, profile=load_profile(profile_path),
-                          options=Options(scale=2))
+                          options=Options(scale=2), matte=True)
     return want
 
 
@@ -46,6 +46,7 @@ def _check(out, want):
     assert res["result"]["sha256"] == hashlib.sha256(want.pixels.tobytes()).hexdigest()
     assert res["result"]["offset"] == list(want.offset)
     assert res["result"]["size"] == [want.pixels.shape[1], want.pixels.shape[0]]
+    assert res["result"]["matte_sha256"] == hashlib.sha256(want.matte.tobytes()).hexdigest()
     assert res["cancel"] == "Cancelled"
     assert res["wrong_token"].startswith("KireiClientError") and "token" in res["wrong_token"]
     assert "truncated" in res["truncated"]

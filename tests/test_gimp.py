@@ -40,7 +40,8 @@ def _write_cases(work):
     cases = [
         {"name": "rgba8_whole_x2", "input": "rgba8.png", "format": "R'G'B'A u8", "scale": 2, "watermark": "none"},
         {"name": "rgba8_selection_profile_x2", "input": "rgba8.png", "format": "R'G'B'A u8", "scale": 2,
-         "watermark": "profile", "profile": "profile.png", "selection": [8, 6, 40, 30], "soft": [8, 30, 40, 6]},
+         "watermark": "profile", "profile": "profile.png", "selection": [8, 6, 40, 30], "soft": [8, 30, 40, 6],
+         "matte": True},
         {"name": "rgb16_profile_x1", "input": "rgb16.png", "format": "R'G'B'A u16", "scale": 1,
          "watermark": "profile", "profile": "profile.png"},
         {"name": "grey8_x4", "input": "grey8.png", "format": "Y'A u8", "scale": 4, "watermark": "none"},
@@ -63,7 +64,7 @@ def _expected(case, src, work):
         mask = full[y:y1, x:x1]
     profile = load_profile(os.path.join(work, case["profile"])) if case.get("profile") else None
     return restore_region(src[y:y1, x:x1], offset=(int(x), int(y)), mask=mask, profile=profile,
-                          options=Options(scale=s))
+                          options=Options(scale=s), matte=bool(case.get("matte")))
 
 
 def _write_named_sets(work, watermark):
@@ -132,6 +133,9 @@ def test_plugin_in_real_gimp3(version, tmp_path, monkeypatch, watermark):
         assert info["size"] == [w, h], case["name"]
         got = np.fromfile(os.path.join(work, case["name"] + ".out"), src.dtype).reshape(want.pixels.shape)
         np.testing.assert_array_equal(got, want.pixels, err_msg=case["name"])
+        if case.get("matte"):  # the watermark taken off, as the new layer's mask (turned off)
+            got = np.fromfile(os.path.join(work, case["name"] + ".matte"), np.uint8).reshape(h, w)
+            np.testing.assert_array_equal(got, want.matte, err_msg=case["name"])
 
     # the named profiles: measured in GIMP (from the open images, from a folder), listed by the command
     # line; the restore by name equals the engine's with that stored file

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from core.blend import stamp
+from core.client import MATTE_NAME
 from core.pipeline import Options
 from core.profile import Profile, load_profile, save_profile
 from core.region import restore_region
@@ -112,7 +113,8 @@ def _write_cases(io):
     cases = [
         {"name": "u8_whole_x2", "pixels": "rgba8.raw", "depth": "U8", "scale": 2, "watermark": "none"},
         {"name": "u8_selection_profile_x2", "pixels": "rgba8.raw", "depth": "U8", "scale": 2,
-         "watermark": "profile", "profile": "profile.png", "selection": [[8, 6, 40, 24, 255], [8, 30, 40, 8, 128]]},
+         "watermark": "profile", "profile": "profile.png", "selection": [[8, 6, 40, 24, 255], [8, 30, 40, 8, 128]],
+         "matte": True},
         {"name": "u8_profile_x4", "pixels": "rgba8.raw", "depth": "U8", "scale": 4, "watermark": "profile",
          "profile": "profile.png"},
         {"name": "u16_profile_x1", "pixels": "rgba16.raw", "depth": "U16", "scale": 1, "watermark": "profile",
@@ -128,7 +130,8 @@ def _write_cases(io):
 
 
 def _expected(case, src, io):
-    """The engine's own answer for a case, placed on a transparent canvas of the scaled document."""
+    """The engine's own answer for a case, placed on a transparent canvas of the scaled document, and
+    the engine's RegionResult (its matte, when the case asks for one)."""
     s, w, h = case["scale"], case["width"], case["height"]
     mask, (x, y, x1, y1) = None, (0, 0, w, h)
     if case.get("selection"):
@@ -140,11 +143,11 @@ def _expected(case, src, io):
         mask = mask[y:y1, x:x1]
     profile = load_profile(os.path.join(io, case["profile"])) if case.get("profile") else None
     res = restore_region(src[y:y1, x:x1], offset=(int(x), int(y)), mask=mask, profile=profile,
-                         options=Options(scale=s))
+                         options=Options(scale=s), matte=bool(case.get("matte")))
     canvas = np.zeros((h * s, w * s, 4), src.dtype)
     ox, oy = res.offset
     canvas[oy:oy + res.pixels.shape[0], ox:ox + res.pixels.shape[1]] = res.pixels
-    return canvas
+    return canvas, res
 
 
 NAMED = {"name": "krita-studio", "cli_name": "cli-studio", "width": 120, "height": 160, "stamped": 6, "clean": 6}
@@ -243,11 +246,18 @@ def test_plugin_in_kritarunner(version, krita_worker, cli_profiles, watermark, t
         s = case["scale"]
         got = np.fromfile(os.path.join(io, case["name"] + ".out"), src.dtype).reshape(
             case["height"] * s, case["width"] * s, 4)
-        want = _expected(case, src, io)
+        want, res = _expected(case, src, io)
         np.testing.assert_array_equal(got, want, err_msg=case["name"])
         info = json.load(open(os.path.join(io, case["name"] + ".json")))
         assert info["type"] == "paintlayer" and info["layer"].startswith("Kirei")
         assert info["depth"] == case["depth"]
+        matte = case.get("matte") and version != "5.1"  # 5.1 can't give a plugin's mask pixels: refused there
+        assert info["masks"] == ([[MATTE_NAME, False]] if matte else []), case["name"]
+        if matte:  # the watermark taken off, as the new layer's hidden transparency mask
+            got = np.fromfile(os.path.join(io, case["name"] + ".matte"), np.uint8).reshape(
+                case["height"] * s, case["width"] * s)
+            (ox, oy), (rh, rw) = res.offset, res.matte.shape
+            np.testing.assert_array_equal(got[oy:oy + rh, ox:ox + rw], res.matte, err_msg=case["name"])
 
 
 def _enable_plugins(config_home, names):

@@ -283,6 +283,39 @@ def test_docker_lists_the_workers_models_and_sends_the_one_chosen(monkeypatch):
         app.writeSetting("kirei", "model", "kirei-2")
 
 
+def test_the_mask_check_box_is_saved_and_asks_the_worker_where_krita_can_make_masks(monkeypatch):
+    """Krita 5.2+ (Document.createTransparencyMask): the box is offered, its state saved and sent
+    in the job's header; Krita 5.1 (the stubs, like it, have no such call): the box is greyed out
+    and nothing is asked, whatever was saved."""
+    from kirei import kirei_client
+    KireiDocker, _ = _plugin()
+    app = krita.Krita.instance()
+    headers = []
+    real_pack = kirei_client.pack
+    monkeypatch.setattr(kirei_client, "pack", lambda header, blobs=(): headers.append(header) or real_pack(header, blobs))
+    d, _ = _doc(32, 24, seed=9)
+    d.setActiveNode(d.nodeByName("Background"))
+    app.setActiveDocument(d)
+    app.writeSetting("kirei", "mode", "none")
+    try:
+        app.writeSetting("kirei", "matte", "True")
+        docker = KireiDocker()
+        assert not docker.matte.isEnabled() and not docker.controller.matte
+        monkeypatch.setattr(krita.Document, "createTransparencyMask", lambda self, name: None, raising=False)
+        docker = KireiDocker()
+        assert docker.matte.isEnabled() and docker.matte.isChecked()
+        docker.matte.setChecked(False)
+        assert app.readSetting("kirei", "matte", "") == "False"
+        docker.matte.setChecked(True)
+        assert app.readSetting("kirei", "matte", "") == "True"
+        assert docker.controller.restore()
+        _wait(docker.controller)
+        assert "Done in" in docker.findChild(QLabel, "kirei_message").text()
+        assert [h.get("matte") for h in headers if "width" in h] == [True]
+    finally:
+        app.writeSetting("kirei", "matte", "False")
+
+
 def test_offered_models():
     from kirei.controller import offered_models
     assert offered_models() == offered_models({"version": "old"}) == [

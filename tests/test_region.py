@@ -84,3 +84,28 @@ def test_greyscale_16bit_region_keeps_its_type():
 def test_empty_selection_is_a_clear_error():
     with pytest.raises(KireiError, match="selection is empty"):
         restore_region(np.zeros((8, 8, 3), np.uint8), mask=np.zeros((8, 8), np.float32))
+
+
+def test_the_matte_is_the_opacity_taken_off_under_the_restored_part_at_its_size():
+    """Asked for, the matte is the profile's opacity under the restored part (the selection's box),
+    bilinear at the result's size: what the plugins show as a layer mask. Nothing taken off
+    (no profile, or none under the part): no matte; not asked for: none either."""
+    w, h, s = 80, 60, 2
+    alpha = np.zeros((h, w), np.float32)
+    alpha[20:40, 30:70] = 0.5
+    prof = Profile(alpha, np.ones((h, w, 3), np.float32))
+    part = (stamp(picture(w, h, seed=6), alpha, prof.color) * 255).round().astype(np.uint8)[2:, 4:]
+    mask = np.zeros(part.shape[:2], np.float32)
+    mask[10:50, 20:60] = 1.0
+    opts = Options(scale=s, method="classic")
+    res = restore_region(part, offset=(4, 2), mask=mask, profile=prof, options=opts, matte=True)
+    assert res.matte.dtype == np.uint8 and res.matte.shape == res.pixels.shape[:2]
+    # the box is part[10:50, 20:60], the picture's [12:52, 24:64]: the stamp's rows 20..40 are
+    # its rows 8..28, its columns 30..64 its columns 6..40 (x2: 16..56 and 12..80)
+    assert np.all(res.matte[18:54, 14:78] == 128)  # 0.5, away from the interpolated edges
+    assert not res.matte[:14].any() and not res.matte[58:].any() and not res.matte[:, :10].any()
+    assert restore_region(part, offset=(4, 2), mask=mask, profile=prof, options=opts).matte is None
+    assert restore_region(part, offset=(4, 2), mask=mask, options=opts, matte=True).matte is None
+    corner = np.zeros(part.shape[:2], np.float32)
+    corner[:8, :8] = 1.0  # a part the stamp doesn't reach
+    assert restore_region(part, offset=(4, 2), mask=corner, profile=prof, options=opts, matte=True).matte is None

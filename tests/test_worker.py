@@ -90,6 +90,27 @@ def test_blind_mode_is_the_engines_blind_answer_and_says_what_it_found(worker):
         np.testing.assert_array_equal(got, _direct(px).pixels)
 
 
+def test_a_job_that_asks_for_the_matte_gets_the_opacity_taken_off(worker, scene):
+    """"matte": true sends back the engine's matte after the pixels (none when nothing was taken
+    off); anything but a bool is refused."""
+    stamped, profile_path, _, _ = scene
+    from core.profile import load_profile
+    px = np.rint(stamped * 255).astype(np.uint8)
+    h, w = px.shape[:2]
+    c = worker.client()
+    got = c.restore(px.tobytes(), w, h, 3, "uint8", scale=2, watermark="profile", profile=profile_path,
+                    image_size=(w, h), matte=True)
+    want = restore_region(px, profile=load_profile(profile_path), options=Options(scale=2), matte=True)
+    assert got.misfit((0, 0, w, h), 2, 4, "uint8") is None
+    np.testing.assert_array_equal(_result_array(got), want.pixels)
+    np.testing.assert_array_equal(np.frombuffer(got.matte, np.uint8).reshape(2 * h, 2 * w), want.matte)
+    plain = c.restore(px.tobytes(), w, h, 3, "uint8", scale=2, watermark="none", matte=True)
+    assert plain.matte is None and len(plain.pixels) == 4 * w * h * 4
+    body = kc.pack({"width": 2, "height": 2, "channels": 3, "dtype": "uint8", "matte": "yes"}, [bytes(12)])
+    status, data = _raw(worker, "POST", "/v1/jobs", body, headers={"Content-Type": kc.JOB_TYPE})
+    assert status == 400 and "'matte' must be true or false" in json.loads(data)["error"]
+
+
 def test_a_job_runs_the_model_it_names(worker):
     """"model": kirei-fast runs kirei-fast (the engine's own answer with that model), not the default."""
     px = (picture(36, 28, seed=4) * 255).astype(np.uint8)

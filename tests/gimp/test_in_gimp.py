@@ -68,7 +68,7 @@ def test_restore(case):
             with open("/project/%s.mask" % case["name"], "wb") as fh:
                 fh.write(_read(sel, "Y u8"))
         before = _read(src, fmt)
-        settings = {"scale": str(case["scale"]), "watermark": case["watermark"]}
+        settings = {"scale": str(case["scale"]), "watermark": case["watermark"], "matte": bool(case.get("matte"))}
         if case.get("profile"):
             settings["profile"] = "/project/" + case["profile"]
         result = _run(image, src, **settings)
@@ -86,6 +86,13 @@ def test_restore(case):
         _, ox, oy = new.get_offsets()
         with open("/project/%s.out" % case["name"], "wb") as fh:
             fh.write(_read(new, fmt))
+        mask = new.get_mask()
+        if case.get("matte"):  # the watermark taken off, as a mask that leaves the picture as it is
+            assert mask is not None and not new.get_apply_mask()
+            with open("/project/%s.matte" % case["name"], "wb") as fh:
+                fh.write(_read(mask, "Y u8"))
+        else:
+            assert mask is None
         with open("/project/%s.json" % case["name"], "w") as fh:
             json.dump({"name": new.get_name(), "offset": [ox, oy], "size": [new.get_width(), new.get_height()]}, fh)
     finally:
@@ -193,7 +200,8 @@ def test_the_window_s_cancel_button_stops_the_run(monkeypatch):
     try:
         before = _state(image)
 
-        def send(job, client, scale, mode, profile, progress=None, cancel=None, model=None):  # waits for Cancel
+        def send(job, client, scale, mode, profile, progress=None, cancel=None, model=None,
+                 matte=False):  # waits for Cancel
             progress(0.5)
             cancel.wait()
             raise plugin.Cancelled("Cancelled" + plugin.UNCHANGED)
@@ -381,6 +389,7 @@ def test_the_dialog_offers_the_stored_profiles_and_remembers_the_settings():
     def choose(combo):
         combo.set_active_id("cli-studio")
         config.set_property("scale", "1")  # what the Scale widget does
+        config.set_property("matte", True)  # and the mask's check box
         return Gtk.ResponseType.OK
     seen = answer(choose)
     assert plugin.restore_dialog(_proc(), config)
@@ -388,9 +397,11 @@ def test_the_dialog_offers_the_stored_profiles_and_remembers_the_settings():
     assert {"cli-studio", "gimp-studio"} <= set(ids) and ids[-1] == ""  # the stored ones, then "a file"
     assert config.get_property("profile") == "cli-studio"
     assert plugin.remembered_settings()["profile"] == "cli-studio"
+    assert plugin.remembered_settings()["matte"] is True
 
     again = _proc().create_config()
     assert again.get_property("scale") == "2"
     seen = answer(lambda combo: Gtk.ResponseType.CANCEL)
     assert not plugin.restore_dialog(_proc(), again)
     assert seen[0][1] == "cli-studio" and again.get_property("scale") == "1"  # the last settings
+    assert again.get_property("matte") is True

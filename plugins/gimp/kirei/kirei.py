@@ -28,8 +28,8 @@ from gi.repository import Gegl, GLib, GObject, Gimp  # noqa: E402
 
 import kirei_client  # noqa: E402
 from kirei_client import layer_name, what_changed  # noqa: E402
-from kirei_common import (BLURB, DEFAULT_MODE, DEFAULT_MODEL, DEFAULT_SCALE, HELP, MEASURE_BLURB,  # noqa: E402
-                          MEASURE_HELP, MEASURE_LABEL, MEASURE_PROC, MENU_LABEL, MENU_PATH, MODE_LABELS, MODEL_LABELS,
+from kirei_common import (BLURB, DEFAULT_MODE, DEFAULT_MODEL, DEFAULT_SCALE, HELP, MATTE_HELP,  # noqa: E402
+                          MATTE_LABEL, MEASURE_BLURB, MEASURE_HELP, MEASURE_LABEL, MEASURE_PROC, MENU_LABEL, MENU_PATH, MODE_LABELS, MODEL_LABELS,
                           MODELS, MODES, PROC_NAME, SCALES, SOURCE_LABELS, SOURCES, UNCHANGED, Cancelled, Changes,
                           PluginError, check_profile_name, check_result, check_settings, default_profile_name,
                           profile_file, region, remember_settings, remembered_settings, restore, stored_profiles)
@@ -96,6 +96,7 @@ class KireiPlugIn(Gimp.PlugIn):
                                  "RGBA PNG file the size of the image" % MEASURE_LABEL, "", flags)
         proc.add_choice_argument("model", "_Model", "The learned model: kirei-2 is the best, kirei-fast quicker",
                                  _choice(list(zip(MODELS, MODEL_LABELS))), DEFAULT_MODEL, flags)
+        proc.add_boolean_argument("matte", MATTE_LABEL, MATTE_HELP, False, flags)
         return proc
 
     def run(self, procedure, run_mode, image, drawables, config, data):
@@ -108,13 +109,14 @@ class KireiPlugIn(Gimp.PlugIn):
             scale = int(config.get_property("scale"))
             mode = config.get_property("watermark")
             profile = config.get_property("profile") or None
-            model = config.get_property("model")
+            model, matte = config.get_property("model"), config.get_property("matte")
             check_settings(scale, mode, profile, model)
             profile = profile_file(profile) if mode == "profile" else None
             if not isinstance(drawable, Gimp.Layer) or drawable.is_group():
                 raise PluginError("Kirei works on layers; select a layer (not a mask, channel or group).")
             restore_image(image, drawable, scale, mode, profile,
-                          wait_with_progress if run_mode == Gimp.RunMode.NONINTERACTIVE else wait_in_window, model)
+                          wait_with_progress if run_mode == Gimp.RunMode.NONINTERACTIVE else wait_in_window, model,
+                          matte)
         except Cancelled:
             return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
         except PluginError as e:
@@ -238,7 +240,7 @@ def restore_dialog(procedure, config):
     for key, value in remembered_settings().items():
         config.set_property(key, value)
     dialog = GimpUi.ProcedureDialog.new(procedure, config, "Kirei")
-    dialog.fill(["scale", "watermark", "model"])
+    dialog.fill(["scale", "watermark", "model", "matte"])
     profiles = ProfileChooser(config.get_property("profile"))
     label = Gtk.Label(label=worker_line())
     label.set_line_wrap(True)
@@ -248,7 +250,8 @@ def restore_dialog(procedure, config):
     ok = dialog.run()
     if ok:
         config.set_property("profile", profiles.value())
-        remember_settings(**dict((k, config.get_property(k)) for k in ("scale", "watermark", "model", "profile")))
+        remember_settings(**dict((k, config.get_property(k)) for k in ("scale", "watermark", "model", "profile",
+                                                                        "matte")))
     dialog.destroy()
     return ok
 
@@ -275,11 +278,11 @@ class Job(object):
         source = image.get_file()  # the file it was opened from (a Gio.File), or None for a new image
         self.jpeg = kirei_client.jpeg_hint(source.get_path() if source is not None else None)
 
-    def send(self, client, scale, mode, profile, progress=None, cancel=None, model=None):
+    def send(self, client, scale, mode, profile, progress=None, cancel=None, model=None, matte=False):
         """The worker's part: may run on any thread, touches nothing of GIMP's."""
         return restore(client, self.pixels, self.width, self.height, self.channels, self.dtype, self.offset,
                        self.mask, scale, mode, profile, self.size, progress=progress, cancel=cancel, model=model,
-                       jpeg=self.jpeg)
+                       jpeg=self.jpeg, matte=matte)
 
 
 def _layer_there(image, drawable):
@@ -331,9 +334,23 @@ def apply_result(image, drawable, job, result, scale, mode):
             buf.set(Gegl.Rectangle.new(0, 0, result.width, result.height), job.fmt, result.pixels)
             buf.flush()
             layer.update(0, 0, result.width, result.height)
+            if result.matte:
+                _add_matte(layer, result)
     finally:
         image.undo_group_end()
     return layer
+
+
+def _add_matte(layer, result):
+    """The watermark taken off as the new layer's mask, turned off: the picture stays as restored."""
+    mask = layer.create_mask(Gimp.AddMaskType.WHITE)
+    if not layer.add_mask(mask):
+        raise PluginError("GIMP refused the layer mask.")
+    buf = mask.get_buffer()
+    buf.set(Gegl.Rectangle.new(0, 0, result.width, result.height), "Y u8", result.matte)
+    buf.flush()
+    mask.update(0, 0, result.width, result.height)
+    layer.set_apply_mask(False)
 
 
 class Run(object):
@@ -417,15 +434,17 @@ def wait_with_progress(run):
     return run.outcome(poll=lambda: Gimp.progress_update(run.progress))
 
 
-def restore_image(image, drawable, scale, mode, profile, wait=wait_with_progress, model=None):
+def restore_image(image, drawable, scale, mode, profile, wait=wait_with_progress, model=None, matte=False):
     """The whole run: read, send (wait(run) waits for it), and change the image. A PluginError
     (a cancel included: kirei_client.Cancelled's message) leaves the image as it was. model: the
-    learned model's name, None for the worker's default."""
+    learned model's name, None for the worker's default; matte: the watermark taken off becomes
+    the new layer's mask (turned off)."""
     job = Job(image, drawable)
     Gimp.progress_init("Kirei: restoring...")
     try:
         client = kirei_client.Client.from_environment()
-        result = wait(Run(lambda cancel, progress: job.send(client, scale, mode, profile, progress, cancel, model)))
+        result = wait(Run(lambda cancel, progress: job.send(client, scale, mode, profile, progress, cancel,
+                                                                       model, matte)))
         layer = apply_result(image, drawable, job, result, scale, mode)
     except kirei_client.KireiClientError as e:
         raise PluginError(str(e))

@@ -15,7 +15,7 @@ from . import kirei_client as kc
 from .kirei_client import layer_name
 from .pixels import to_worker
 from .qt import QImage, QObject, pyqtSignal
-from .restore import KireiError, apply_result, read_region, send
+from .restore import KireiError, apply_result, masks_supported, read_region, send
 
 SETTINGS_GROUP = "kirei"
 MODES = ("blind", "profile", "none")
@@ -79,6 +79,12 @@ class Controller(QObject):
         """The learned model's name (the worker checks it against what it has)."""
         return self.setting("model", kc.MODELS[0]) or kc.MODELS[0]
 
+    @property
+    def matte(self):
+        """Whether the watermark taken off is added to the new layer as a (hidden) transparency mask
+        (where this Krita can make one)."""
+        return self.setting("matte", False) == "True" and masks_supported()
+
     # ------------------------------------------------------------ the worker
     def _client(self):
         """The client of the next run. GUI thread only: no other thread touches self.client."""
@@ -110,7 +116,7 @@ class Controller(QObject):
         k = Krita.instance()
         doc = doc or k.activeDocument()
         node = node or (doc.activeNode() if doc is not None else None)
-        scale, mode, model = self.scale, self.mode, self.model
+        scale, mode, model, matte = self.scale, self.mode, self.model, self.matte
         try:
             profile = self.profile_file() if mode == "profile" else None
             region = read_region(doc, node)
@@ -120,7 +126,7 @@ class Controller(QObject):
             return False
         context = (doc, node, region, scale, mode)
         self._start("restore", context, lambda cancel: send(client, region, scale, mode, profile,
-                                                            self.progress.emit, cancel, model))
+                                                            self.progress.emit, cancel, model, matte))
         return True
 
     def estimate(self, pictures, name, replace=False):

@@ -4,9 +4,9 @@ import os
 from krita import DockWidget, Krita
 
 from . import kirei_client as kc
-from .controller import (MODES, PICTURE_FILTER, default_profile_name, is_profile_name, offered_models,
-                         pictures_from_documents, pictures_from_folder)
-from .qt import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QInputDialog, QLabel, QLineEdit, QMenu, QMessageBox,
+from .controller import (MODES, PICTURE_FILTER, default_profile_name, is_profile_name, masks_supported,
+                         offered_models, pictures_from_documents, pictures_from_folder)
+from .qt import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QInputDialog, QLabel, QLineEdit, QMenu, QMessageBox,
                  QProgressBar, QPushButton, Qt, QVBoxLayout, QWidget, pyqtSlot)
 
 DOCKER_ID = "kirei_docker"
@@ -58,6 +58,16 @@ class KireiDocker(DockWidget):
         menu.addAction("From a folder of pictures...", self._estimate_from_folder)
         self.estimate.setMenu(menu)
         form.addRow("", self.estimate)
+        self.matte = QCheckBox("Add the found watermark as a mask", body)
+        self.matte.setObjectName("kirei_matte")
+        self.matte.setToolTip("Give the new layer a transparency mask (hidden, so the picture is the same): the "
+                              "opacity of the watermark that was taken off, found blind or the profile's")
+        self.matte.setChecked(c.matte)
+        self.matte.toggled.connect(lambda on: c.set_setting("matte", on))
+        if not masks_supported():
+            self.matte.setEnabled(False)
+            self.matte.setToolTip("Needs Krita 5.2 or later: this Krita gives plugins no way to fill a mask")
+        form.addRow("", self.matte)
 
         self.restore_button = QPushButton("Restore", body)
         self.restore_button.setObjectName("kirei_restore_button")

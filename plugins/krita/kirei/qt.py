@@ -36,5 +36,5 @@ QImage = QtGui.QImage
 QComboBox, QFileDialog, QFormLayout, QHBoxLayout = (QtWidgets.QComboBox, QtWidgets.QFileDialog,
                                                     QtWidgets.QFormLayout, QtWidgets.QHBoxLayout)
 QLabel, QLineEdit, QMenu, QProgressBar = QtWidgets.QLabel, QtWidgets.QLineEdit, QtWidgets.QMenu, QtWidgets.QProgressBar
-QInputDialog, QMessageBox = QtWidgets.QInputDialog, QtWidgets.QMessageBox
+QCheckBox, QInputDialog, QMessageBox = QtWidgets.QCheckBox, QtWidgets.QInputDialog, QtWidgets.QMessageBox
 QPushButton, QVBoxLayout, QWidget = QtWidgets.QPushButton, QtWidgets.QVBoxLayout, QtWidgets.QWidget

@@ -7,9 +7,9 @@ document is touched only by apply_result(), after the worker has succeeded, and 
 checked that the document, the layer and the canvas are still as read_region() found them: a
 failed or cancelled run leaves the document as it was. Only the GUI thread may call either.
 """
-from krita import Krita
+from krita import Document, Krita, Selection
 
-from .kirei_client import jpeg_hint, layer_name, what_changed
+from .kirei_client import MATTE_NAME, jpeg_hint, layer_name, what_changed
 from .pixels import DEPTHS, MODELS, from_worker, to_worker
 
 
@@ -111,7 +111,28 @@ def _new_layer(doc, node, region, result, name):
     if layer.setPixelData(from_worker(result.pixels, region.model, region.depth), ox, oy, result.width,
                           result.height) is False:
         raise KireiError("Krita refused the restored pixels" + UNCHANGED)
+    if result.matte:
+        _add_matte(doc, layer, result)
     return layer
+
+
+def masks_supported():
+    """Whether this Krita makes transparency masks with pixels for plugins: 5.2 and later (5.1's
+    createNode makes a mask without pixels, and nothing to give it some)."""
+    return hasattr(Document, "createTransparencyMask")
+
+
+def _add_matte(doc, layer, result):
+    """The watermark taken off as the new layer's transparency mask, hidden: the picture stays as
+    restored (showing the mask hides the layer where nothing was taken off)."""
+    matte = Selection()
+    ox, oy = result.offset
+    matte.setPixelData(result.matte, ox, oy, result.width, result.height)
+    mask = doc.createTransparencyMask(MATTE_NAME)
+    mask.setSelection(matte)
+    if layer.addChildNode(mask, None) is False:
+        raise KireiError("Krita refused the watermark's mask" + UNCHANGED)
+    mask.setVisible(False)
 
 
 def _scale(doc, width, height, xres, yres):
@@ -165,16 +186,20 @@ def apply_result(doc, node, region, result, scale, name):
     return layer
 
 
-def restore_now(client, doc, node, scale=2, watermark="blind", profile=None, progress=None, cancel=None, model=None):
+def restore_now(client, doc, node, scale=2, watermark="blind", profile=None, progress=None, cancel=None, model=None,
+                matte=False):
     """The whole run, synchronously (scripts and tests; the docker runs the middle step off the GUI thread)."""
     region = read_region(doc, node)
-    result = send(client, region, scale, watermark, profile, progress, cancel, model)
+    result = send(client, region, scale, watermark, profile, progress, cancel, model, matte)
     return apply_result(doc, node, region, result, scale, layer_name(scale, watermark))
 
 
-def send(client, region, scale, watermark, profile, progress=None, cancel=None, model=None):
-    """The worker's part: may run on any thread, touches no Krita object. model: None for the worker's default."""
+def send(client, region, scale, watermark, profile, progress=None, cancel=None, model=None, matte=False):
+    """The worker's part: may run on any thread, touches no Krita object. model: None for the worker's
+    default; matte: ask for the watermark taken off, which apply_result adds as a mask."""
+    if matte and not masks_supported():
+        raise KireiError("Adding the watermark taken off as a mask needs Krita 5.2 or later" + UNCHANGED)
     return client.restore(region.pixels, region.width, region.height, region.channels, region.dtype,
                           offset=(region.x, region.y), mask=region.mask, scale=scale, watermark=watermark,
                           profile=profile, image_size=region.canvas, progress=progress, cancel=cancel,
-                          model=model, jpeg=region.jpeg)
+                          model=model, jpeg=region.jpeg, matte=matte)
