@@ -71,6 +71,23 @@ def test_the_front_stage_resumes_logs_validates_and_leaves_the_body_alone(front_
     assert not torch.equal(now["front.tail.weight"], start["front.tail.weight"])  # what it trains
 
 
+def test_the_jpeg_stage_trains_the_jpeg_body_alone_on_jpeg_input(tmp_path, front_run, data):
+    out = str(tmp_path / "run")
+    shutil.copytree(front_run[0], out)
+    p = train(out, data, 2, "--stage", "jpeg")
+    assert "at step 0 of stage jpeg" in p.stdout
+    lines = log_of(out)
+    [v] = [x["validation"] for x in lines if "validation" in x and x["validation"]["stage"] == "jpeg"]
+    assert all(np.isfinite(v[k]) for k in ("jpeg_x2", "measured_jpeg_x2", "clean_x2"))
+    before, after = model_state(out, "after4.pt"), model_state(out)
+    jpeg = [k for k in before if k.startswith("body_jpeg.")]
+    others = [k for k in before if not k.startswith("body_jpeg.")]
+    assert jpeg and any(not torch.equal(after[k], before[k]) for k in jpeg)  # what it trains
+    assert others and all(torch.equal(after[k], before[k]) for k in others)  # the rest as it was
+    stage = json.loads(torch.load(os.path.join(out, CHECKPOINT), weights_only=True)["record"])["stages"][-1]
+    assert stage["stage"] == "jpeg" and stage["samples"]["jpeg_share"] == 1.0
+
+
 def test_the_joint_stage_continues_the_run_and_exports_a_model_the_engine_loads(tmp_path, front_run, data):
     out = str(tmp_path / "run")
     shutil.copytree(front_run[0], out)
