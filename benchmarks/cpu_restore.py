@@ -3,7 +3,7 @@
 waifu2x peers, in one run.
 
     .venv/bin/python benchmarks/cpu_restore.py [--repeat 3] [--threads 2] [--no-speed]
-                                               [--memory-size 4000] [--memory-modes upscale,blind | --no-memory]
+                                               [--memory-size 4000 | 6000x4000] [--memory-modes upscale,blind | --no-memory]
                                                [--json out.json]
 
 Speed: wall time to restore the 14 evaluation pictures (233x330, stamped) at x2, in-process,
@@ -12,10 +12,12 @@ learned blind; then classical with the profile, Pillow's bicubic, waifu2x upconv
 CUNet (../shared/peers, whole picture as one tile), all with the same torch thread count.
 Each method runs once per round, --repeat rounds, and keeps its best round: these machines are
 shared, and interleaving lets a change of load hit every method alike. Ratios are what to
-compare; the targets are kirei-2 (profile) / CUNet <= 1.15 and kirei-fast (profile) / upconv_7 <= 1.1.
+compare; the targets are kirei-2 (profile) / CUNet <= 1.15, kirei-fast (profile) / upconv_7 <= 1.1
+and kirei-2 blind (the stamp finder, its check, then the restore) / kirei-2 with a profile <= 1.3.
 Memory: peak RSS of a `python -m core restore --scale 2 --model M` process (the same thread
-count) on a --memory-size square picture (4000x4000 by default), one process per model and mode:
-upscale only (--no-dewatermark) and blind (the default mode: the stamp finder and its check run too).
+count) on a --memory-size picture (4000x4000 by default; WxH for another shape) that carries a
+SAMPLE stamp, one process per model and mode: upscale only (--no-dewatermark) and blind (the
+default mode: the stamp finder and its check run too).
 """
 import argparse
 import glob
@@ -36,7 +38,7 @@ sys.path[:0] = [ROOT, os.path.dirname(os.path.abspath(__file__))]
 
 from peers import load_peers, to_tensor, to_uint8  # noqa: E402
 
-from core import imageio  # noqa: E402
+from core import imageio, synth  # noqa: E402
 from core.blend import stamp  # noqa: E402
 from core.pipeline import Options, restore_pixels  # noqa: E402
 from core.profile import Profile  # noqa: E402
@@ -44,7 +46,8 @@ from core.profile import Profile  # noqa: E402
 MODELS = ("kirei-2", "kirei-fast")
 # (ours, peer, most ours may take): the speed targets
 TARGETS = (("kirei-2 (learned, profile)", "waifu2x CUNet", 1.15),
-           ("kirei-fast (learned, profile)", "waifu2x upconv_7", 1.1))
+           ("kirei-fast (learned, profile)", "waifu2x upconv_7", 1.1),
+           ("kirei-2 (learned, blind)", "kirei-2 (learned, profile)", 1.3))
 
 
 def eval_pictures():
@@ -113,12 +116,25 @@ def peak_rss_of_restore(picture, model, threads, blind, scale=2):
 MEMORY_MODES = {"upscale": False, "blind": True}  # --no-dewatermark, and the default mode
 
 
+def stamped_picture(width, height, seed=3):
+    """A width x height uint8 picture carrying a SAMPLE stamp: the project's procedural anime
+    picture and the stamp, drawn at a quarter of the size and enlarged (drawing at the full size
+    of a large picture takes minutes). Seed 3: at 6000x4000 the finder finds and keeps some of
+    the stamp, so that the blind figure includes removing it."""
+    small = synth.anime_picture(max(width // 4, 8), max(height // 4, 8), seed=seed)
+    clean = np.asarray(small.resize((width, height), Image.BICUBIC), np.float32) / 255
+    alpha, colour = synth.text_watermark(max(width // 4, 8), max(height // 4, 8))
+    alpha = np.asarray(Image.fromarray(alpha).resize((width, height), Image.BILINEAR))
+    colour = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(colour[..., k])).resize(
+        (width, height), Image.BILINEAR)) for k in range(3)], axis=2)
+    return np.rint(stamp(clean, alpha, colour) * 255).astype(np.uint8)
+
+
 def memory(size, threads, modes=tuple(MEMORY_MODES)):
-    """{"model mode": {"peak_rss_gib", "seconds"}} on a size x size picture (smooth noise)."""
+    """{"model mode": {"peak_rss_gib", "seconds"}} on a size = (width, height) stamped picture."""
     with tempfile.TemporaryDirectory() as tmp:
-        big = np.random.default_rng(0).integers(0, 256, (max(size // 8, 1), max(size // 8, 1), 3), dtype=np.uint8)
         path = os.path.join(tmp, "big.png")
-        Image.fromarray(big).resize((size, size), Image.BICUBIC).save(path)
+        Image.fromarray(stamped_picture(*size)).save(path)
         figures = {}
         for m in MODELS:
             for mode in modes:
@@ -127,19 +143,28 @@ def memory(size, threads, modes=tuple(MEMORY_MODES)):
     return figures
 
 
+def picture_size(text):
+    """(width, height) from "N" (a square) or "WxH"."""
+    try:
+        w, h = (text.lower().split("x") + [text])[:2]
+        return int(w), int(h)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a side (4000) or WxH (6000x4000), not {text!r}") from None
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=3, help="rounds; each method keeps its best (default 3)")
     ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
-    ap.add_argument("--memory-size", type=int, default=4000, metavar="N",
-                    help="side of the square picture for the memory figure (default 4000)")
+    ap.add_argument("--memory-size", type=picture_size, default=(4000, 4000), metavar="N|WxH",
+                    help="the picture of the memory figure: a square's side or WxH (default 4000)")
     ap.add_argument("--no-memory", action="store_true", help="skip the memory figure")
     ap.add_argument("--memory-modes", default=",".join(MEMORY_MODES),
                     help=f"modes whose memory is measured, of {', '.join(MEMORY_MODES)} (default all)")
     ap.add_argument("--no-speed", action="store_true", help="skip the speed figures")
     ap.add_argument("--json", help="write all figures here")
     a = ap.parse_args()
-    if a.repeat < 1 or a.threads < 1 or a.memory_size < 16:
+    if a.repeat < 1 or a.threads < 1 or min(a.memory_size) < 16:
         ap.error("--repeat and --threads must be at least 1, --memory-size at least 16")
     modes = tuple(m for m in a.memory_modes.split(",") if m)
     if not modes or set(modes) - set(MEMORY_MODES):
@@ -153,9 +178,9 @@ def main():
         for run, f in mem.items():
             model, mode = run.split()
             print(f"peak RSS of `core restore --scale 2{' --no-dewatermark' if mode == 'upscale' else ''} "
-                  f"--model {model}` on {a.memory_size}x{a.memory_size}: {f['peak_rss_gib']:.2f} GiB "
+                  f"--model {model}` on {a.memory_size[0]}x{a.memory_size[1]}: {f['peak_rss_gib']:.2f} GiB "
                   f"({f['seconds']:.1f} s)")
-        figures["memory"] = {"size": a.memory_size, "runs": mem}
+        figures["memory"] = {"size": list(a.memory_size), "runs": mem}
     if a.json:
         with open(a.json, "w") as fh:
             json.dump(figures, fh, indent=1)

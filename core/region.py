@@ -108,6 +108,6 @@ def restore_region(pixels, offset=(0, 0), mask=None, profile=None, options=Optio
         sel = _resize_mask(np.ascontiguousarray(mask[y0:y1, x0:x1]), (x1 - x0) * s, (y1 - y0) * s)
         out[..., -1] *= np.clip(sel, 0.0, 1.0)
     dtype = pixels.dtype if pixels.dtype in (np.uint8, np.uint16) else np.float32
-    return RegionResult(pixels=imageio.from_float(out, dtype),
-                        offset=((offset[0] + x0) * s, (offset[1] + y0) * s), bbox=(x0, y0, x1, y1),
-                        matte=_matte(profile, offset[0] + x0, offset[1] + y0, x1 - x0, y1 - y0, s) if matte else None)
+    taken_off = _matte(profile, offset[0] + x0, offset[1] + y0, x1 - x0, y1 - y0, s) if matte else None
+    return RegionResult(pixels=imageio.from_float(out, dtype), offset=((offset[0] + x0) * s, (offset[1] + y0) * s),
+                        bbox=(x0, y0, x1, y1), matte=taken_off)

@@ -6,8 +6,8 @@ from krita import DockWidget, Krita
 from . import kirei_client as kc
 from .controller import (MODES, PICTURE_FILTER, default_profile_name, is_profile_name, masks_supported,
                          offered_models, pictures_from_documents, pictures_from_folder)
-from .qt import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QInputDialog, QLabel, QLineEdit, QMenu, QMessageBox,
-                 QProgressBar, QPushButton, Qt, QVBoxLayout, QWidget, pyqtSlot)
+from .qt import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QInputDialog, QLabel, QLineEdit, QMenu,
+                 QMessageBox, QProgressBar, QPushButton, Qt, QVBoxLayout, QWidget, pyqtSlot)
 
 DOCKER_ID = "kirei_docker"
 MODE_LABELS = {"blind": "Remove it (blind)", "profile": "Remove it with a profile", "none": "Don't remove (upscale only)"}
