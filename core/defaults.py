@@ -9,3 +9,4 @@ METHODS = ("learned", "classic")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DEFAULT_TILE = 512  # tile side in input pixels: bounds the memory one picture takes
 MIN_TILE, MAX_TILE = 16, 4096  # the tile sides a command or a job may ask for
+JPEG_QUALITIES = (60, 95)  # training: the range (inclusive) of JPEG qualities samples are saved at

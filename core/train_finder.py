@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from . import __version__
+from .defaults import JPEG_QUALITIES
 from .degrade import PairMaker
 from .models.finder import StampFinder
 from .models.frontend import invert
@@ -141,7 +142,8 @@ def main(args):
     record = {"architecture": "stamp-finder", "config": model.config, "version": __version__,
               "parameters": sum(p.numel() for p in model.parameters()), "data": data_record,
               "samples": f"whole {args.side} px pictures; stamps {FIND_SHARE:.0%} (core/watermarks.py random_watermark), "
-                         f"the picture's own marks {MARK_SHARE:.0%} (picture_marks), JPEG q60-95 {JPEG_SHARE:.0%}",
+                         f"the picture's own marks {MARK_SHARE:.0%} (picture_marks), "
+                         f"JPEG q{JPEG_QUALITIES[0]}-{JPEG_QUALITIES[1]} {JPEG_SHARE:.0%}",
               "args": {k: v for k, v in vars(args).items() if k not in ("func", "command")},
               "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "train_seconds": 0.0,
               "validation": []}

@@ -1,8 +1,9 @@
 """`python -m core train`'s options and their defaults: light (no torch), so that the command line
 checks them, and prints --help, before the training code loads."""
+import argparse
 import os
 
-from .defaults import DEVICES
+from .defaults import DEVICES, JPEG_QUALITIES
 from .models import DEFAULT_MODEL
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,6 +34,8 @@ def add_arguments(p):
                    help="front: the front-end and matte head alone, at low resolution, the body frozen; "
                         "joint: then the body too, at --body-lr times the learning rate; "
                         "jpeg: the JPEG body alone, on JPEG input only, at --body-lr times the learning rate")
+    p.add_argument("--jpeg-quality", type=quality_range, default=JPEG_QUALITIES, metavar="LO-HI",
+                   help="the JPEG qualities samples are saved at (default %d-%d)" % JPEG_QUALITIES)
     p.add_argument("--batch", type=int, default=32, help="patches per optimiser step")
     p.add_argument("--patch", type=int, default=64, help="low-resolution patch side")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (one-cycle schedule)")
@@ -47,6 +50,17 @@ def add_arguments(p):
                    help="measure on the held-out pictures this often")
     p.add_argument("--save-every", type=int, default=500, metavar="STEPS", help="write the checkpoint this often")
     p.add_argument("--export", metavar="NAME", help="only export OUT's checkpoint to core/weights/NAME.*")
+
+
+def quality_range(text):
+    """(lo, hi) from "LO-HI", 1 <= LO <= HI <= 100."""
+    try:
+        lo, hi = (int(v) for v in text.split("-"))
+    except ValueError:
+        lo = hi = 0
+    if not 1 <= lo <= hi <= 100:
+        raise argparse.ArgumentTypeError(f"a range of JPEG qualities such as 75-95, not {text!r}")
+    return lo, hi
 
 
 def add_finder_arguments(p):

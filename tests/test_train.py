@@ -149,3 +149,26 @@ def test_the_stamp_finder_trains_seeded_and_resumes(tmp_path, data):
     assert {"alpha_mae", "found_in", "unstamped_psnr"} <= set(lines[-1]["validation"])
     a, b = model_state(whole), model_state(again)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_jpeg_quality_range_is_checked_and_drawn_from():
+    import argparse
+    import io
+
+    from PIL import Image
+
+    from core.degrade import PairMaker
+    from core.train_options import quality_range
+    assert quality_range("75-95") == (75, 95) and quality_range("85-85") == (85, 85)
+    for bad in ("95-75", "0-50", "75", "a-b", "50-101"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            quality_range(bad)
+    picture = np.asarray(synth.anime_picture(48, 48, seed=2))
+    maker = PairMaker([], np.random.default_rng(0), patch=48, jpeg_qualities=(85, 85))
+
+    def saved(subsampling):
+        buf = io.BytesIO()
+        Image.fromarray(picture).save(buf, "JPEG", quality=85, subsampling=subsampling)
+        return np.asarray(Image.open(buf).convert("RGB"))
+    got = maker._jpeg(picture)
+    assert any(np.array_equal(got, saved(sub)) for sub in (0, 2))  # q85, whichever chroma subsampling
