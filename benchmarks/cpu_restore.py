@@ -130,13 +130,13 @@ def stamped_picture(width, height, seed=3):
     return np.rint(stamp(clean, alpha, colour) * 255).astype(np.uint8)
 
 
-def memory(size, threads, modes=tuple(MEMORY_MODES)):
+def memory(size, threads, modes=tuple(MEMORY_MODES), models=MODELS):
     """{"model mode": {"peak_rss_gib", "seconds"}} on a size = (width, height) stamped picture."""
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "big.png")
         Image.fromarray(stamped_picture(*size)).save(path)
         figures = {}
-        for m in MODELS:
+        for m in models:
             for mode in modes:
                 rss, dt = peak_rss_of_restore(path, m, threads, MEMORY_MODES[mode])
                 figures[f"{m} {mode}"] = {"peak_rss_gib": rss, "seconds": dt}
@@ -161,6 +161,8 @@ def main():
     ap.add_argument("--no-memory", action="store_true", help="skip the memory figure")
     ap.add_argument("--memory-modes", default=",".join(MEMORY_MODES),
                     help=f"modes whose memory is measured, of {', '.join(MEMORY_MODES)} (default all)")
+    ap.add_argument("--memory-models", default=",".join(MODELS),
+                    help=f"models whose memory is measured, of {', '.join(MODELS)} (default all)")
     ap.add_argument("--no-speed", action="store_true", help="skip the speed figures")
     ap.add_argument("--json", help="write all figures here")
     a = ap.parse_args()
@@ -169,12 +171,15 @@ def main():
     modes = tuple(m for m in a.memory_modes.split(",") if m)
     if not modes or set(modes) - set(MEMORY_MODES):
         ap.error(f"--memory-modes takes {', '.join(MEMORY_MODES)}, got {a.memory_modes!r}")
+    models = tuple(m for m in a.memory_models.split(",") if m)
+    if not models or set(models) - set(MODELS):
+        ap.error(f"--memory-models takes {', '.join(MODELS)}, got {a.memory_models!r}")
     torch.set_num_threads(a.threads)
     figures = {"threads": a.threads}
     if not a.no_speed:
         figures.update(speed(a.repeat))
     if not a.no_memory:
-        mem = memory(a.memory_size, a.threads, modes)
+        mem = memory(a.memory_size, a.threads, modes, models)
         for run, f in mem.items():
             model, mode = run.split()
             print(f"peak RSS of `core restore --scale 2{' --no-dewatermark' if mode == 'upscale' else ''} "
