@@ -13,7 +13,7 @@ from .defaults import DEFAULT_TILE, METHODS, SCALES
 from .dewatermark import remove_with_profile
 from .errors import KireiError
 from .models import DEFAULT_MODEL
-from .tiling import run_tiled
+from .tiling import StackedGuide, run_tiled
 from .upscale import LanczosUpscaler
 
 SMALLEST_TILE = 64  # out of memory: tiles are halved down to this before giving up
@@ -127,7 +127,7 @@ def _restore_learned(pixels, profile, options, out_dtype, progress):
     guide = None
     if mode == "profile":
         alpha, colour = profile_for(profile, pixels.shape[2])  # grey pictures: grey colour
-        guide = np.concatenate([alpha[..., None], colour], axis=2).astype(np.float32)
+        guide = StackedGuide(alpha[..., None].astype(np.float32, copy=False), colour.astype(np.float32, copy=False))
     restorer = _learned_restorer(options, mode)
     tile = options.tile if options.scale < 4 else max(options.tile // 2, SMALLEST_TILE)  # x4: 4x the work per px
     while True:

@@ -3,7 +3,8 @@
 An upscaler is any callable taking a float32 H x W x C array and returning (H*scale) x (W*scale)
 x C, with attributes `scale`, `receptive_field` (how many input pixels on each side an output
 pixel depends on) and optionally `seam_overlap`. An optional guide (H x W x G, such as a
-watermark profile) is cut into the same tiles and handed to the upscaler beside each one.
+watermark profile, or a StackedGuide of such parts) is cut into the same tiles and handed to the
+upscaler beside each one.
 
 Each tile is read with a margin of at least the receptive field. For upscalers made of local
 operations only (seam_overlap 0) just the tile's core is kept, so tiled output equals untiled
@@ -18,6 +19,17 @@ import numpy as np
 from .defaults import DEFAULT_TILE
 from .imageio import from_float
 from .interrupt import polling
+
+
+class StackedGuide:
+    """A guide made of parts (H x W x n each) stacked channel-wise one tile at a time: stacked
+    whole, a profile's opacity and colour would take their memory a second time."""
+
+    def __init__(self, *parts):
+        self.parts = parts
+
+    def __getitem__(self, box):
+        return np.concatenate([p[box] for p in self.parts], axis=2)
 
 
 def tile_boxes(height, width, tile):

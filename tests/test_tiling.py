@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.tiling import run_tiled
+from core.tiling import StackedGuide, run_tiled
 from core.upscale import LanczosUpscaler
 from tests.conftest import picture
 
@@ -138,3 +138,28 @@ def test_a_picture_reports_its_progress_tile_by_tile(method):
     done = sorted(set(f for f in seen if f > 0))  # after each tile: 1/n, 2/n, ... 1
     assert len(done) == (5 * 4 if method == "classic" else len(done)) > 1
     np.testing.assert_allclose(done, np.arange(1, len(done) + 1) / len(done))
+
+
+def test_a_stacked_guide_is_cut_like_the_stacked_array_without_being_stacked_whole():
+    """StackedGuide hands each tile the same channels as the whole stack would, but never holds
+    more than a tile's worth of the stack (a profile's memory is taken once, not twice)."""
+    class Guided:  # an upscaler that returns its guide, enlarged: what each tile was given
+        scale, receptive_field = 2, 3
+
+        def __call__(self, image, guide):
+            return np.repeat(np.repeat(guide, 2, axis=0), 2, axis=1)
+
+    rng = np.random.default_rng(1)
+    alpha, colour = rng.random((130, 170, 1), np.float32), rng.random((130, 170, 3), np.float32)
+    image = np.zeros((130, 170, 4), np.float32)
+
+    def traced(make_guide):
+        tracemalloc.start()
+        out = run_tiled(Guided(), image, tile=48, guide=make_guide())
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return out, peak
+    whole, whole_peak = traced(lambda: np.concatenate([alpha, colour], axis=2))
+    stacked, stacked_peak = traced(lambda: StackedGuide(alpha, colour))
+    np.testing.assert_array_equal(stacked, whole)
+    assert stacked_peak < whole_peak - 0.8 * (alpha.nbytes + colour.nbytes)  # no second whole stack
