@@ -127,7 +127,7 @@ def _restore_learned(pixels, profile, options, out_dtype, progress):
     guide = None
     if mode == "profile":
         alpha, colour = profile_for(profile, pixels.shape[2])  # grey pictures: grey colour
-        guide = StackedGuide(alpha[..., None].astype(np.float32, copy=False), colour.astype(np.float32, copy=False))
+        guide = StackedGuide(*(np.asarray(part, np.float32) for part in (alpha[..., None], colour)))
     restorer = _learned_restorer(options, mode)
     tile = options.tile if options.scale < 4 else max(options.tile // 2, SMALLEST_TILE)  # x4: 4x the work per px
     while True:
