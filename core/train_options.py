@@ -34,8 +34,9 @@ def add_arguments(p):
                    help="front: the front-end and matte head alone, at low resolution, the body frozen; "
                         "joint: then the body too, at --body-lr times the learning rate; "
                         "jpeg: the JPEG body alone, on JPEG input only, at --body-lr times the learning rate")
-    p.add_argument("--jpeg-quality", type=quality_range, default=JPEG_QUALITIES, metavar="LO-HI",
-                   help="the JPEG qualities samples are saved at (default %d-%d)" % JPEG_QUALITIES)
+    default_qualities = "%d-%d" % JPEG_QUALITIES  # a string default goes through quality_range too
+    p.add_argument("--jpeg-quality", type=quality_range, default=default_qualities, metavar="LO-HI",
+                   help=f"the JPEG qualities samples are saved at (default {default_qualities})")
     p.add_argument("--batch", type=int, default=32, help="patches per optimiser step")
     p.add_argument("--patch", type=int, default=64, help="low-resolution patch side")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (one-cycle schedule)")
