@@ -391,7 +391,8 @@ def main(args):
               "fine_tuned_from": f"{args.init} (sha256 {base.get('sha256', '?')})",
               "data": data_record,
               "degradations": "crop -> downscale (bicubic 50%, lanczos, box, bilinear, hamming) -> stamp -> "
-                              "JPEG q%d-%d 40%% (4:2:0 half the time; stage jpeg: all)" % tuple(args.jpeg_quality),
+                              f"JPEG q{args.jpeg_quality[0]}-{args.jpeg_quality[1]} 40% (4:2:0 half the time; "
+                              "stage jpeg: all)",
               "stages": [], "args": {k: v for k, v in vars(args).items() if k not in ("func", "command")},
               "device": str(device), "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "train_seconds": 0.0, "validation": []}
