@@ -89,8 +89,13 @@ def repeat_weights(stack, radius=1, tol=0.012, grow=3):
             count[k] += same
             count[m] += same
     # content every picture shares (a frame, a logo) is one witness even where JPEG's ringing, from
-    # the different pictures beside it, keeps pairs of pictures from looking identical
-    spread = ndi.uniform_filter(stack.std(0).mean(-1), 2 * radius + 1, mode="nearest")
+    # the different pictures beside it, keeps pairs of pictures from looking identical. The spread
+    # is over what differs, each copy counted as its share of one: a majority of copies (8 pictures
+    # of one sprite) must not make the few pictures that differ look shared too
+    w = 1.0 / count
+    mean = (w[..., None] * stack).sum(0) / w.sum(0)[..., None]
+    spread = np.sqrt((w[..., None] * (stack - mean) ** 2).sum(0) / w.sum(0)[..., None]).mean(-1)
+    spread = ndi.uniform_filter(spread, 2 * radius + 1, mode="nearest")
     count[:, ndi.maximum_filter(spread < SHARED_TOL, 2 * grow + 1)] = n
     return 1.0 / count
 

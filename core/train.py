@@ -44,9 +44,11 @@ from .weights_io import describe, load_model, save_weights, weights_path
 CHECKPOINT = "checkpoint.pt"
 WM_WEIGHT = 4.0  # extra weight of the pixels under the stamp, where the hard part is
 EMA_DECAY = 0.999
-# stage "jpeg" sees JPEG input only, with a known profile or nothing stamped (no blind samples:
-# their matte head isn't what this stage trains)
-STAGE_SAMPLES = {"jpeg": {"jpeg_share": 1.0, "mode_weights": (0.8, 0.0, 0.2)}}
+# the stages that train neither the matte head nor (front) the bodies see no blind samples: a known
+# profile (exact or as `estimate` measures it) or nothing stamped. "front": JPEG half the time,
+# where inversion amplifies JPEG's noise and a measured profile is furthest off; "jpeg": JPEG only
+STAGE_SAMPLES = {"front": {"jpeg_share": 0.5, "mode_weights": (0.85, 0.0, 0.15)},
+                 "jpeg": {"jpeg_share": 1.0, "mode_weights": (0.8, 0.0, 0.2)}}
 
 
 # ---------------------------------------------------------------- data
@@ -177,11 +179,14 @@ def _jpeg_loss(model, b):
 
 def loss_terms(model, b, stage):
     """The loss of a batch: the front-end's clean small picture against the truth at low
-    resolution (stage "front") or the body's x2 against the high-resolution truth ("joint"),
-    weighted up under the stamp; plus the blind matte head's own loss. Stage "jpeg": the JPEG
-    body's x2 alone."""
+    resolution (stage "front", the profile given) or the body's x2 against the high-resolution
+    truth ("joint"), weighted up under the stamp; in "joint" plus the blind matte head's own loss.
+    Stage "jpeg": the JPEG body's x2 alone."""
     if stage == "jpeg":
         return _jpeg_loss(model, b)
+    if stage == "front":
+        pixel = _pixel_loss(model, model.front(b["stamped"], b["profile_alpha"], b["profile_colour"]), b)
+        return pixel, {"pixel": pixel.item()}
     alpha, colour, a_blind, c_blind = _given_profile(model, b)
     clean = model.front(b["stamped"], alpha, colour)
     out = clean if stage == "front" else _upscale(model, clean, b["jpeg"])
@@ -197,16 +202,18 @@ def loss_terms(model, b, stage):
 
 
 def param_groups(model, stage, lr, body_lr):
-    """What trains in each stage: the front-end and matte head; in "joint" the bodies too, slowly,
-    so that they stay at least as good as the waifu2x weights they start from; in "jpeg" the
-    JPEG body alone, as slowly."""
+    """What trains in each stage: the front-end alone ("front"); in "joint" the matte head and the
+    bodies too, the bodies slowly, so that they stay at least as good as the waifu2x weights they
+    start from; in "jpeg" the JPEG body alone, as slowly."""
     if stage == "jpeg":
         if model.body_jpeg is None:
             raise KireiError("stage jpeg: this model has no JPEG body to train")
         model.requires_grad_(False)
         model.body_jpeg.requires_grad_(True)
         return [{"params": list(model.body_jpeg.parameters()), "base_lr": lr * body_lr}]
-    groups = [{"params": list(model.front.parameters()) + list(model.matte.parameters()), "base_lr": lr}]
+    model.matte.requires_grad_(stage == "joint")
+    groups = [{"params": list(model.front.parameters()) + (list(model.matte.parameters()) if stage == "joint" else []),
+               "base_lr": lr}]
     bodies = [p for m in (model.body, model.body_jpeg) if m is not None for p in m.parameters()]
     for p in bodies:
         p.requires_grad_(stage == "joint")

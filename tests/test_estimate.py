@@ -75,6 +75,22 @@ def test_repeated_content_counts_once(stamped_set):
     assert w[3:].mean() > 0.9
 
 
+def test_copies_in_the_majority_leave_the_different_pictures_their_own_witnesses():
+    """8 copies of one sprite and 4 other pictures under a strong stamp (which dims every difference
+    to 40%): counted picture by picture the set hardly varies, but the 4 differ clearly from the
+    copies and from each other, and each counts as a witness; the copies count as one. Where all 12 are alike up to JPEG-sized noise,
+    they are one witness together."""
+    rng = np.random.default_rng(0)
+    sprite = rng.uniform(0.3, 0.7, (20, 24, 3))
+    others = [sprite + d for d in (0.09, -0.09, 0.13, -0.13)]  # 4-5% apart once stamped
+    stamped = np.stack([0.6 * 0.98 + 0.4 * p for p in [sprite] * 8 + others]).astype(np.float32)
+    w = repeat_weights(np.round(stamped * 255) / 255)
+    np.testing.assert_allclose(w[:8], 1 / 8, atol=1e-6)
+    np.testing.assert_allclose(w[8:], 1.0, atol=1e-6)
+    noisy = np.clip(stamped[:1] + rng.normal(0, 0.01, stamped.shape), 0, 1).astype(np.float32)
+    np.testing.assert_allclose(repeat_weights(noisy), 1 / 12, atol=1e-6)
+
+
 def _restore_gap(hs, profile, kept):
     """dB by which exact inversion with the estimate is worse than doing nothing, and than the truth."""
     from core.pipeline import remove_watermark

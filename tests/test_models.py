@@ -342,3 +342,23 @@ def test_an_untrained_front_end_is_exact_inversion_and_still_learns():
         front.tail.bias.fill_(0.01)
     front.eval()
     assert front.repairs() and not torch.equal(front(j, a, w), invert(j, a, w))
+
+
+def test_the_front_end_repairs_only_near_the_stamp():
+    """A trained repair may change the picture only within GATE_REACH px of the profile's opacity:
+    what carries no stamp reaches the body exactly as it came."""
+    import torch.nn.functional as F
+    from core.models.frontend import GATE_REACH, FrontEnd, invert
+    torch.manual_seed(0)
+    front = FrontEnd(channels=8)
+    with torch.no_grad():
+        front.tail.weight.normal_(0, 0.1)
+        front.tail.bias.fill_(0.05)
+    front.eval()
+    j, w = torch.rand(1, 3, 40, 36), torch.rand(1, 3, 40, 36)
+    a = torch.zeros(1, 1, 40, 36)
+    a[..., 15:22, 10:20] = 0.4
+    changed = (front(j, a, w) - invert(j, a, w)).abs().amax(1, keepdim=True) > 0
+    near = F.max_pool2d((a > 0).float(), 2 * GATE_REACH + 1, stride=1, padding=GATE_REACH) > 0
+    assert changed.any() and not (changed & ~near).any()
+    assert changed[..., 15 - GATE_REACH, 12] and not changed[..., 15 - GATE_REACH - 1, 12]
