@@ -189,7 +189,7 @@ def loss_terms(model, b, stage):
         return pixel, {"pixel": pixel.item()}
     alpha, colour, a_blind, c_blind = _given_profile(model, b)
     clean = model.front(b["stamped"], alpha, colour)
-    out = clean if stage == "front" else _upscale(model, clean, b["jpeg"])
+    out = _upscale(model, clean, b["jpeg"])
     pixel = _pixel_loss(model, out, b)
     err_a = a_blind.float() - b["alpha"]
     # squared error: L1 alone lets the head sit at "no stamp anywhere" (the median) while it

@@ -31,8 +31,9 @@ def add_arguments(p):
     p.add_argument("--time-limit", type=float, default=0, metavar="MIN",
                    help="stop (with a checkpoint) after this many minutes; run again to resume; 0: no limit")
     p.add_argument("--stage", choices=STAGES, default="front",
-                   help="front: the front-end alone, at low resolution, the body frozen, on profiles as given and "
-                        "as `estimate` measures them, PNG and JPEG; joint: then the matte head and the body too, at --body-lr times the learning rate; "
+                   help="front: the front-end alone, at low resolution, the body frozen, on profiles as given "
+                        "and as `estimate` measures them, PNG and JPEG; joint: then the matte head and the body "
+                        "too, at --body-lr times the learning rate; "
                         "jpeg: the JPEG body alone, on JPEG input only, at --body-lr times the learning rate")
     default_qualities = "%d-%d" % JPEG_QUALITIES  # a string default goes through quality_range too
     p.add_argument("--jpeg-quality", type=quality_range, default=default_qualities, metavar="LO-HI",

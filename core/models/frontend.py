@@ -6,11 +6,11 @@
 Inversion multiplies the picture's own error (8-bit quantisation, JPEG blocks) by
 gain = 1/(1-a), and nearly opaque pixels carry almost nothing of the picture: the repair
 network sees the inverted and the stamped picture, the opacity and the gain, and learns to
-clean the first and fill in the second. It acts only near the stamp (GATE_REACH px around
-any opacity): everywhere else the picture goes to the body exactly as it came, so the repair can't
-harm what has no stamp (a measured profile's errors reach a pixel or two past its edge). Its last
-layer starts at zero, so an untrained front-end is exact inversion. Its output is the clean low-resolution picture: the x1 result,
-and what the upscaling body sees.
+clean the first and fill in the second. It acts only near the stamp (GATE_REACH px around any
+opacity): everywhere else the picture goes to the body exactly as it came, so the repair can't
+harm what has no stamp (a measured profile's errors reach a pixel or two past its edge). Its
+last layer starts at zero, so an untrained front-end is exact inversion. Its output is the clean
+low-resolution picture: the x1 result, and what the upscaling body sees.
 """
 import torch
 import torch.nn as nn
