@@ -211,9 +211,9 @@ def param_groups(model, stage, lr, body_lr):
         model.requires_grad_(False)
         model.body_jpeg.requires_grad_(True)
         return [{"params": list(model.body_jpeg.parameters()), "base_lr": lr * body_lr}]
+    heads = (model.front, model.matte) if stage == "joint" else (model.front,)
     model.matte.requires_grad_(stage == "joint")
-    groups = [{"params": list(model.front.parameters()) + (list(model.matte.parameters()) if stage == "joint" else []),
-               "base_lr": lr}]
+    groups = [{"params": [p for m in heads for p in m.parameters()], "base_lr": lr}]
     bodies = [p for m in (model.body, model.body_jpeg) if m is not None for p in m.parameters()]
     for p in bodies:
         p.requires_grad_(stage == "joint")

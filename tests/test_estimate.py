@@ -78,8 +78,8 @@ def test_repeated_content_counts_once(stamped_set):
 def test_copies_in_the_majority_leave_the_different_pictures_their_own_witnesses():
     """8 copies of one sprite and 4 other pictures under a strong stamp (which dims every difference
     to 40%): counted picture by picture the set hardly varies, but the 4 differ clearly from the
-    copies and from each other, and each counts as a witness; the copies count as one. Where all 12 are alike up to JPEG-sized noise,
-    they are one witness together."""
+    copies and from each other, and each counts as a witness; the copies count as one. Where all 12
+    are alike up to JPEG-sized noise, they are one witness together."""
     rng = np.random.default_rng(0)
     sprite = rng.uniform(0.3, 0.7, (20, 24, 3))
     others = [sprite + d for d in (0.09, -0.09, 0.13, -0.13)]  # 4-5% apart once stamped
