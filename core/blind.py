@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .blend import invert
-from .estimate import FOUND_AREA, FOUND_OPACITY, roughness_map, stamp_edges
+from .estimate import FOUND_AREA, FOUND_OPACITY, roughness_map, stamp_edges, stamp_parts
 from .profile import Profile
 
 FINDER = "stamp-finder"  # core/weights/stamp-finder.safetensors
@@ -93,18 +93,13 @@ def _checked(view, alpha, colour):
     picture's own text or frame taken for a stamp beside a real one is not taken away with it.
     Parts too small to judge (a dot, a speck of a stroke) go with the judged parts beside them."""
     import scipy.ndimage as ndi
-    parts, n = ndi.label(alpha >= FOUND_OPACITY, structure=np.ones((3, 3)))
     rough = roughness_map(view)
     kept = np.zeros(alpha.shape, bool)
     small = np.zeros(alpha.shape, bool)
-    for k, box in enumerate(ndi.find_objects(parts), start=1):
-        # the part's box, grown to take in its edges
-        box = tuple(slice(max(b.start - 2, 0), b.stop + 2) for b in box)
-        part = parts[box] == k
-        if part.sum() < MIN_PART_PIXELS:
-            small[box] |= part
+    for box, core, part in stamp_parts(alpha):
+        if core.sum() < MIN_PART_PIXELS:
+            small[box] |= core
             continue
-        part = ndi.binary_dilation(part, iterations=2)  # and its soft edge
         a = np.where(part, alpha[box], 0.0)
         edges = stamp_edges(a)
         back = invert(view[box], a, colour[box])

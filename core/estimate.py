@@ -9,6 +9,9 @@ Every picture is J_k = a*W + (1-a)*I_k with the same opacity a and colour W. Thr
 3. Opacity and colour are refined jointly over the set: the recovered pictures
    I_k = (J_k - a*W)/(1-a) must be natural, i.e. neighbouring pixels agree in every picture
    except where the picture itself has an edge (a robust loss), with a piecewise-smooth a and W.
+   Where every picture shows the same thing (a studio's frame), the stamp measured beside it is
+   continued a few pixels in, never stronger than beside it; and each connected part of what
+   was measured is kept only if removing it makes (nearly) every picture smoother along its edges.
 """
 from dataclasses import dataclass
 
@@ -152,8 +155,9 @@ def watermark_support(mx, my, edges, witnesses):
     and logos whose outline alone wouldn't enclose them).
     """
     # where every picture shows the same thing (witnesses: how many differ; a studio's frame or
-    # logo) a semi-transparent stamp can't be told from the picture: no opacity is measured there,
-    # the picture is left as it is (and a frame's edges must not enclose the picture as a stamp's would)
+    # logo) a semi-transparent stamp can't be told from the picture: the support stops there (a
+    # letter that crosses it is continued from beside it: _continued), and a frame's edges must not
+    # enclose the picture as a stamp's would
     shared = witnesses < MIN_PICTURES
     edges = edges & ~_box_dilate(shared, 2)
     labels, n = ndi.label(edges, structure=np.ones((3, 3)))
@@ -222,7 +226,10 @@ def _objective(jp, jq, ap, aq, wp, wq, weight, smooth):
     return loss + SPARSE * (ap.mean() + aq.mean())  # no evidence -> no watermark
 
 
-def _refine(stack, weights, support, edges, steps, max_lr=0.3, progress=None):
+MAX_OPACITY = 0.95  # measured opacity stays below this: inverting divides by 1 - a
+
+
+def _refine(stack, weights, support, edges, steps, max_lr=0.3, progress=None, ceiling=None, start=None):
     """Joint robust refinement of opacity and colour over the set (step 3 of the module doc).
 
     Only the support's pixels are unknowns (opacity is 0 elsewhere), and only the neighbour
@@ -232,6 +239,8 @@ def _refine(stack, weights, support, edges, steps, max_lr=0.3, progress=None):
     Each field is a per-pixel part plus bilinear corrections from coarser grids: under strong
     smoothing, Adam's per-pixel steps spread a correction across a letter only slowly; the
     coarse grids move a whole area at once (a preconditioner: the same minimum, reached sooner).
+    ceiling: the highest opacity each pixel may take (H x W; MAX_OPACITY where None).
+    start: (opacity H x W, colour H x W x 3) measured before, to go on from.
     """
     torch.manual_seed(0)
     n, h, w, _ = stack.shape
@@ -246,21 +255,31 @@ def _refine(stack, weights, support, edges, steps, max_lr=0.3, progress=None):
     weight = torch.minimum(wk[:, pairs[0]], wk[:, pairs[1]])[:, None, :]  # N,1,pairs
     e = torch.from_numpy(edges.ravel())
     smooth = torch.where(e[pairs[0]] | e[pairs[1]], 1.0, OFF_EDGE_SMOOTHING)
-    ua = torch.full((len(inside),), -2.0, requires_grad=True)
-    uw = torch.zeros((3, len(inside)), requires_grad=True)
+    top = (torch.full((len(inside),), MAX_OPACITY) if ceiling is None
+           else torch.from_numpy(ceiling.ravel()[inside.numpy()].astype(np.float32)))
+    ua = torch.full((len(inside),), -2.0)
+    uw = torch.zeros((3, len(inside)))
+    if start is not None:  # go on from the fields measured before, where they had opacity
+        a0 = torch.from_numpy(start[0].ravel()[inside.numpy()])
+        w0 = torch.from_numpy(start[1].reshape(-1, 3)[inside.numpy()].T)
+        was = a0 > 0
+        ua[was] = torch.logit((a0 / top).clamp(1e-3, 1 - 1e-3))[was]
+        uw[:, was] = torch.logit(w0.clamp(1e-3, 1 - 1e-3))[:, was]
+    ua.requires_grad_(True)
+    uw.requires_grad_(True)
     coarse = [torch.zeros((1, 4, -(-h // 2 ** k), -(-w // 2 ** k)), requires_grad=True)
               for k in range(1, COARSE_LEVELS + 1)]
     opt = torch.optim.Adam([ua, uw] + coarse, lr=max_lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=steps, pct_start=0.15)
 
     def fields():
-        # a = 0.95*sigmoid(ua + coarse) on the support, 0 outside; W = sigmoid(uw + coarse)
+        # a = top*sigmoid(ua + coarse) on the support, 0 outside; W = sigmoid(uw + coarse)
         va, vw = ua, uw
         for c in coarse:
             up = torch.nn.functional.interpolate(c, size=(h, w), mode="bilinear", align_corners=False)
             up = up.reshape(4, h * w)[:, inside]  # opacity, then colour, on the support
             va, vw = va + up[0], vw + up[1:]
-        a = torch.cat([0.95 * torch.sigmoid(va), torch.zeros(1)])
+        a = torch.cat([top * torch.sigmoid(va), torch.zeros(1)])
         wc = torch.cat([torch.sigmoid(vw), torch.ones(3, 1)], dim=1)
         return a, wc
 
@@ -386,6 +405,8 @@ def removal_gains(stack, profile):
     """
     a = profile.alpha
     region = stamp_edges(a)
+    if not region.any():  # nothing to remove changes nothing
+        return np.zeros(len(stack))
     return np.array([1.0 - _roughness(np.clip(invert(j, a, profile.color), 0, 1), region) / _roughness(j, region)
                      for j in stack])
 
@@ -473,5 +494,75 @@ def _measure(stack, steps, progress):
     edges = grads[4]
     del grads
     alpha, color = _refine(stack, weights, support, edges, steps, progress=progress)
+    more, ceiling = _continued(alpha, support, weights.sum(0))
+    if more.any():  # measured again with the stamp going on into what every picture shares
+        alpha, color = _refine(stack, weights, support | more, edges, max(steps // 4, 1), max_lr=0.1,
+                               ceiling=ceiling, start=(alpha, color))
+    alpha = _agreed(stack, weights, alpha, color)
     alpha[alpha < 0.01] = 0.0
     return Profile(alpha=alpha.astype(np.float32), color=color.astype(np.float32))
+
+
+CONTINUED_REACH = 5  # px: how far a measured stamp goes on into content that every picture shares
+
+
+def _continued(alpha, support, witnesses):
+    """Where a stamp measured beside content that every picture shares goes on into it (H x W
+    bool), and the highest opacity it may have there (H x W): that of the nearest measured pixel.
+
+    A frame or logo shared by all pictures is one witness: a stamp's letter that crosses it
+    can't be measured there, and left out it stays printed on every picture. The set's
+    naturalness objective still holds there (for that one picture), but alone it would also
+    "remove" the frame's own edges: so the letter is only continued from where it was measured,
+    never stronger, and not where nothing beside was stamped.
+    """
+    more = (witnesses < MIN_PICTURES) & _box_dilate(support, CONTINUED_REACH) & ~support
+    if not more.any():
+        return more, None
+    _, (iy, ix) = ndi.distance_transform_edt(~support, return_indices=True)
+    return more, np.where(support, MAX_OPACITY, alpha[iy, ix])
+
+
+def stamp_parts(alpha, soft_edge=2):
+    """Each connected part of a stamp with opacity >= FOUND_OPACITY (a letter, a logo, a false
+    find): (its box, grown by soft_edge px; the part's mask in the box; the same grown by its
+    soft edge, where the opacity fades out below FOUND_OPACITY)."""
+    labels, _ = ndi.label(alpha >= FOUND_OPACITY, structure=np.ones((3, 3)))
+    for k, box in enumerate(ndi.find_objects(labels), start=1):
+        box = tuple(slice(max(b.start - soft_edge, 0), b.stop + soft_edge) for b in box)
+        part = labels[box] == k
+        yield box, part, ndi.binary_dilation(part, iterations=soft_edge)
+
+
+# px: a part of the stamp that lies this near the picture's edge only is not one: there each pixel
+# has neighbours on one side only, and the naturalness of the recovered pictures can't tell a stamp
+# from the pictures' own edge along the border (an outline that most of them end on)
+BORDER = 3
+
+
+def _agreed(stack, weights, alpha, color):
+    """alpha without the parts that the pictures don't agree on.
+
+    A stamp's part, removed, makes every picture that carries the stamp smoother along its edges.
+    Where few pictures differ (a shared background with one character over it), a part can be
+    made of the shared content's own edges: removing it smooths the copies of the background
+    but prints a ghost on the other pictures. Each group of copies votes once (weights); a part
+    stays where MIN_AGREEMENT of the votes of the pictures that carry the stamp are for it.
+    """
+    carrying = removal_gains(stack, Profile(alpha=alpha, color=color)) > 0
+    if carrying.sum() >= MIN_PICTURES:  # pictures without the stamp would vote against every part
+        stack, weights = stack[carrying], weights[carrying]
+    keep = np.zeros(alpha.shape, bool)
+    inner = np.zeros(alpha.shape, bool)
+    inner[BORDER:-BORDER, BORDER:-BORDER] = True
+    for box, core, part in stamp_parts(alpha):
+        if not inner[box][core].any():
+            continue  # a thin band along the picture's edge: see BORDER
+        a = np.where(part, alpha[box], 0.0)
+        if not stamp_edges(a).any():
+            continue
+        gains = removal_gains(stack[(slice(None),) + box], Profile(alpha=a, color=color[box]))
+        votes = weights[(slice(None),) + box][:, part].mean(1)
+        if (votes * (gains > 0)).sum() >= MIN_AGREEMENT * votes.sum():
+            keep[box] |= part
+    return np.where(keep, alpha, 0.0)
