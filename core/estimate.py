@@ -489,12 +489,13 @@ def held_out_gain(stack, steps):
 def _measure(stack, steps, progress):
     """The profile measured from pictures that all carry it (N x H x W x 3)."""
     weights = repeat_weights(stack)
+    witnesses = weights.sum(0)
     grads = median_gradients(stack, weights)
-    support = watermark_support(*grads[2:], witnesses=weights.sum(0))
+    support = watermark_support(*grads[2:], witnesses=witnesses)
     edges = grads[4]
     del grads
     alpha, color = _refine(stack, weights, support, edges, steps, progress=progress)
-    more, ceiling = _continued(alpha, support, weights.sum(0))
+    more, ceiling = _continued(alpha, support, witnesses)
     if more.any():  # measured again with the stamp going on into what every picture shares
         alpha, color = _refine(stack, weights, support | more, edges, max(steps // 4, 1), max_lr=0.1,
                                ceiling=ceiling, start=(alpha, color))
