@@ -3,6 +3,7 @@
     python -m core train --out runs/k2 --stage front --steps 4000        # front-end + matte head, body frozen
     python -m core train --out runs/k2 --stage joint --steps 2000        # then the body too, slowly
     python -m core train --out runs/k2 --stage jpeg --steps 3000         # or: the JPEG body alone, on JPEGs
+    python -m core train --out runs/k2 --stage stamp --steps 600         # the stamp body, under the stamp of JPEGs
     python -m core train --out runs/k2 --export kirei-2                  # core/weights/kirei-2.{safetensors,json}
     python -m core train --out runs/mine --images ~/my-art --init kirei-2   # fine-tune on your own pictures
 
@@ -47,8 +48,10 @@ EMA_DECAY = 0.999
 # the stages that train neither the matte head nor (front) the bodies see no blind samples: a known
 # profile (exact or as `estimate` measures it) or nothing stamped. "front": JPEG half the time,
 # where inversion amplifies JPEG's noise and a measured profile is furthest off; "jpeg": JPEG only
+# "stamp": JPEGs with a profile only, judged only where the stamp body takes over
 STAGE_SAMPLES = {"front": {"jpeg_share": 0.5, "mode_weights": (0.85, 0.0, 0.15)},
-                 "jpeg": {"jpeg_share": 1.0, "mode_weights": (0.8, 0.0, 0.2)}}
+                 "jpeg": {"jpeg_share": 1.0, "mode_weights": (0.8, 0.0, 0.2)},
+                 "stamp": {"jpeg_share": 1.0, "mode_weights": (1.0, 0.0, 0.0)}}
 
 
 # ---------------------------------------------------------------- data
@@ -177,13 +180,29 @@ def _jpeg_loss(model, b):
     return pixel, {"pixel": pixel.item()}
 
 
+def _stamp_loss(model, b):
+    """Stage "stamp": the x2 of the front-end's picture as the model makes it from a JPEG (the
+    stamp body near the stamp, the frozen JPEG body elsewhere: models/kirei2.py), judged only
+    where the stamp body has a share, by that share."""
+    with torch.no_grad():
+        model.front.eval()
+        clean = model.front(b["stamped"], b["profile_alpha"], b["profile_colour"])
+        model.front.train()
+        share = model.stamp_share(b["profile_alpha"])
+    out = model.jpeg_x2(clean, b["profile_alpha"])
+    pixel = ((out.float() - b["truth"]).abs() * share).sum() / (3 * share.sum()).clamp(min=1.0)
+    return pixel, {"pixel": pixel.item()}
+
+
 def loss_terms(model, b, stage):
     """The loss of a batch: the front-end's clean small picture against the truth at low
     resolution (stage "front", the profile given) or the body's x2 against the high-resolution
     truth ("joint"), weighted up under the stamp; in "joint" plus the blind matte head's own loss.
-    Stage "jpeg": the JPEG body's x2 alone."""
+    Stage "jpeg": the JPEG body's x2 alone; "stamp": the stamp body's, under the stamp."""
     if stage == "jpeg":
         return _jpeg_loss(model, b)
+    if stage == "stamp":
+        return _stamp_loss(model, b)
     if stage == "front":
         pixel = _pixel_loss(model, model.front(b["stamped"], b["profile_alpha"], b["profile_colour"]), b)
         return pixel, {"pixel": pixel.item()}
@@ -204,13 +223,15 @@ def loss_terms(model, b, stage):
 def param_groups(model, stage, lr, body_lr):
     """What trains in each stage: the front-end alone ("front"); in "joint" the matte head and the
     bodies too, the bodies slowly, so that they stay at least as good as the waifu2x weights they
-    start from; in "jpeg" the JPEG body alone, as slowly."""
-    if stage == "jpeg":
+    start from; in "jpeg" the JPEG body alone, as slowly; in "stamp" the stamp body alone (added,
+    as a copy of the JPEG body, where the model has none yet), as slowly."""
+    if stage in ("jpeg", "stamp"):
         if model.body_jpeg is None:
-            raise KireiError("stage jpeg: this model has no JPEG body to train")
+            raise KireiError(f"stage {stage}: this model has no JPEG body to train")
         model.requires_grad_(False)
-        model.body_jpeg.requires_grad_(True)
-        return [{"params": list(model.body_jpeg.parameters()), "base_lr": lr * body_lr}]
+        body = model.body_jpeg if stage == "jpeg" else model.add_stamp_body()
+        body.requires_grad_(True)
+        return [{"params": list(body.parameters()), "base_lr": lr * body_lr}]
     heads = (model.front, model.matte) if stage == "joint" else (model.front,)
     model.matte.requires_grad_(stage == "joint")
     groups = [{"params": [p for m in heads for p in m.parameters()], "base_lr": lr}]
@@ -280,8 +301,11 @@ def validate(model, val, device, stage):
                                     jpeg=bool(jpg[which][0]))[0] for i in range(0, int(which.sum()), 8)])
             truth = (b["clean"] if scale == 1 else b["truth"])[which]
             res[f"{name}_x{scale}"] = round(psnr_y(outs, truth, shave=4 // (3 - scale)), 3)
-            if name.startswith("measured") and scale == 1:
-                res[f"{name}_in_x1"] = round(psnr_y(outs, truth, under[which].double(), shave=2), 3)
+            if name.startswith("measured") or name == "jpeg":  # under the stamp alone
+                mask = under[which].double()
+                if scale == 2:
+                    mask = F.interpolate(mask[:, None], scale_factor=2, mode="nearest")[:, 0]
+                res[f"{name}_in_x{scale}"] = round(psnr_y(outs, truth, mask, shave=2 * scale), 3)
         if mode == "profile":
             res[f"inverted_{name}_x1"] = round(psnr_y(inverted[which], b["clean"][which], shave=2), 3)
             if name.startswith("measured"):
@@ -351,6 +375,17 @@ def load_checkpoint(path):
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def _load_run(model, ema, ck):
+    """The checkpoint's weights into model and ema; a stamp body just added (stage "stamp" after
+    another stage) starts again as a copy of the checkpoint's JPEG body."""
+    fresh = model.body_stamp is not None and not any(k.startswith("body_stamp.") for k in ck["model"])
+    for target, state in ((model, ck["model"]), (ema, ck["ema"])):
+        target.load_state_dict(state, strict=not fresh)
+    if fresh:
+        for m in (model, ema.module):
+            m.body_stamp.load_state_dict(m.body_jpeg.state_dict())
+
+
 def _ema(model):
     """An exponential moving average of the weights: what is validated and exported."""
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(EMA_DECAY), use_buffers=True)
@@ -389,6 +424,8 @@ def main(args):
     torch.manual_seed(args.seed)
     start = load_model(args.init)  # the shipped model (or a file) this run fine-tunes
     model = start.to(device).train()
+    if args.stage == "stamp":
+        model.add_stamp_body()  # before the EMA copy and the checkpoint: both hold it
     base = describe(args.init) if os.path.exists(weights_path(args.init, ".json")) else {}
     ema = _ema(model)
     rng = np.random.default_rng(args.seed)
@@ -399,7 +436,7 @@ def main(args):
               "data": data_record,
               "degradations": "crop -> downscale (bicubic 50%, lanczos, box, bilinear, hamming) -> stamp -> "
                               f"JPEG q{args.jpeg_quality[0]}-{args.jpeg_quality[1]} 40% (4:2:0 half the time; "
-                              "stage jpeg: all)",
+                              "stages jpeg and stamp: all)",
               "stages": [], "args": {k: v for k, v in vars(args).items() if k not in ("func", "command")},
               "device": str(device), "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "train_seconds": 0.0, "validation": []}
@@ -407,8 +444,7 @@ def main(args):
     step = 0
     if os.path.exists(ck_path):
         ck = load_checkpoint(ck_path)
-        model.load_state_dict(ck["model"])
-        ema.load_state_dict(ck["ema"])
+        _load_run(model, ema, ck)
         old = json.loads(ck["record"])
         if old["stages"] and old["stages"][-1]["stage"] == args.stage:
             opt.load_state_dict(ck["optimizer"])  # same stage: resume it; a new stage starts its own schedule
@@ -418,6 +454,7 @@ def main(args):
         args_now = record["args"]
         record = old
         record["args"] = args_now  # the latest invocation's (the schedule follows its --steps)
+        record["config"] = model.config  # a later stage may have added a body
         record.setdefault("resumed_at_steps", []).append(step)
         print(f"resumed from {ck_path} at step {step} of stage {args.stage}")
     if not record["stages"] or record["stages"][-1]["stage"] != args.stage or step == 0:

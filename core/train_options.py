@@ -11,7 +11,7 @@ DEFAULT_DATA = os.path.join(PROJECT, "..", "shared", "data", "train")
 # with the default data (no --data) these come too, where they are
 DEFAULT_ANIME = os.path.join(PROJECT, "..", "shared", "data", "train_anime")
 DEFAULT_SVG = os.path.join(PROJECT, "..", "shared", "data", "train_svg")
-STAGES = ("front", "joint", "jpeg")
+STAGES = ("front", "joint", "jpeg", "stamp")
 
 
 def add_arguments(p):
@@ -34,7 +34,8 @@ def add_arguments(p):
                    help="front: the front-end alone, at low resolution, the body frozen, on profiles as given "
                         "and as `estimate` measures them, PNG and JPEG; joint: then the matte head and the body "
                         "too, at --body-lr times the learning rate; "
-                        "jpeg: the JPEG body alone, on JPEG input only, at --body-lr times the learning rate")
+                        "jpeg: the JPEG body alone, on JPEG input only, at --body-lr times the learning rate; "
+                        "stamp: a body for JPEGs under the stamp alone (a copy of the JPEG body to start), as slowly")
     default_qualities = "%d-%d" % JPEG_QUALITIES  # a string default goes through quality_range too
     p.add_argument("--jpeg-quality", type=quality_range, default=default_qualities, metavar="LO-HI",
                    help=f"the JPEG qualities samples are saved at (default {default_qualities})")

@@ -105,18 +105,18 @@ def test_shipped_bodies_are_the_imported_waifu2x_ones(name):
     for part in ("body", "body_jpeg"):  # the record names the very files the bodies came from
         source = rec["starting_weights"][part]
         assert file_sha256(os.path.join(PEERS, folder, source["file"])) == source["sha256"], part
-    if "steps_done" in rec or "fine_tuned_from" in rec:
-        pytest.skip(f"{name} was trained after its import ({rec.get('fine_tuned_from', 'see its record')}): "
-                    "its bodies may have moved on")
+    trained = {s["stage"] for s in rec.get("stages", [])}
+    if trained & {"joint", "jpeg"}:
+        pytest.skip(f"{name}'s bodies were trained after their import ({', '.join(sorted(trained))})")
     imported, _ = import_model(name, PEERS)
     shipped = weights_io.load_model(name)
     want = imported.state_dict()
     bodies = [k for k in want if k.startswith(("body.", "body_jpeg."))]
     assert bodies
-    for key in bodies:
+    for key in bodies:  # stage "stamp" trains a third body (body_stamp) and leaves these as imported
         assert torch.equal(shipped.state_dict()[key], want[key]), key
-    # untrained front-end: its last layer is zero, so x1 is exact inversion of the blend
-    assert not shipped.front.tail.weight.any() and not shipped.front.tail.bias.any()
+    if "front" not in trained:  # untrained front-end: its last layer is zero, so x1 is exact inversion
+        assert not shipped.front.tail.weight.any() and not shipped.front.tail.bias.any()
 
 
 # ------------------------------------------------------------------ ncnn files
@@ -362,3 +362,48 @@ def test_the_front_end_repairs_only_near_the_stamp():
     near = F.max_pool2d((a > 0).float(), 2 * GATE_REACH + 1, stride=1, padding=GATE_REACH) > 0
     assert changed.any() and not (changed & ~near).any()
     assert changed[..., 15 - GATE_REACH, 12] and not changed[..., 15 - GATE_REACH - 1, 12]
+
+
+def test_the_stamp_body_takes_over_from_the_jpeg_body_only_near_the_stamp():
+    """A stamp body (trained for inverted JPEG under a stamp) makes the x2 picture within
+    STAMP_REACH px of the profile's opacity, fading out over one more pixel; elsewhere the picture
+    is the JPEG body's, exactly; a picture with nothing stamped never runs the stamp body."""
+    from core.models.kirei2 import STAMP_REACH, Kirei2
+    torch.manual_seed(0)
+    model = Kirei2(body="upconv7").eval()
+    plain = Kirei2(body="upconv7").eval()
+    plain.load_state_dict(model.state_dict())
+    stamp = model.add_stamp_body()
+    assert model.config["stamp_body"] and model.add_stamp_body() is stamp  # added once
+    with torch.no_grad():
+        for p in stamp.parameters():
+            p.add_(0.05 * torch.randn_like(p))  # as if trained: not the JPEG body any more
+    j, w = torch.rand(1, 3, 40, 36), torch.rand(1, 3, 40, 36)
+    a = torch.zeros(1, 1, 40, 36)
+    a[..., 15:22, 10:20] = 0.4
+    with torch.no_grad():
+        got = model(j, a, w, jpeg=True)[0]
+        jpeg_only = plain(j, a, w, jpeg=True)[0]
+        png = model(j, a, w, jpeg=False)[0]
+        nothing = model(j, torch.zeros_like(a), w, jpeg=True)[0]
+    changed = (got - jpeg_only).abs().amax(1)[0] > 1e-6
+    rows = changed.any(1).nonzero()[:, 0]
+    # x2 rows of the stamp (30..43), grown by STAMP_REACH input px, then one more for the fade
+    assert rows.min() >= 2 * (15 - STAMP_REACH - 1) - 1 and rows.max() <= 2 * (22 + STAMP_REACH + 1)
+    assert changed[2 * 15:2 * 22, 2 * 10:2 * 20].all()
+    assert torch.equal(png, plain(j, a, w, jpeg=False)[0])  # PNG input: the clean body, as before
+    assert torch.equal(nothing, plain(j, torch.zeros_like(a), w, jpeg=True)[0])
+
+
+def test_a_model_with_a_stamp_body_is_saved_and_built_again(tmp_path):
+    from core.models.kirei2 import Kirei2
+    from core.weights_io import load_model, save_weights
+    torch.manual_seed(0)
+    model = Kirei2(body="upconv7")
+    model.add_stamp_body()
+    path = save_weights(model, str(tmp_path / "m"), {"note": "test"})
+    again = load_model(path)
+    assert again.config["stamp_body"] and again.body_stamp is not None
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in model.state_dict().items())
+    with pytest.raises(ValueError, match="JPEG body"):
+        Kirei2(body="upconv7", jpeg_body=False, stamp_body=True)

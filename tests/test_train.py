@@ -172,3 +172,27 @@ def test_the_jpeg_quality_range_is_checked_and_drawn_from():
         return np.asarray(Image.open(buf).convert("RGB"))
     got = maker._jpeg(picture)
     assert any(np.array_equal(got, saved(sub)) for sub in (0, 2))  # q85, whichever chroma subsampling
+
+
+def test_the_stamp_stage_adds_and_trains_a_stamp_body_alone_and_exports_it(tmp_path, front_run, data):
+    """Stage stamp after stage front: the stamp body is added as a copy of the JPEG body (the
+    checkpoint had none), trained on JPEGs under the stamp, and exported with the model."""
+    out = str(tmp_path / "run")
+    shutil.copytree(front_run[0], out)
+    p = train(out, data, 2, "--stage", "stamp")
+    assert "at step 0 of stage stamp" in p.stdout
+    lines = log_of(out)
+    [v] = [x["validation"] for x in lines if "validation" in x and x["validation"]["stage"] == "stamp"]
+    assert all(np.isfinite(v[k]) for k in ("jpeg_in_x2", "measured_jpeg_in_x2", "clean_x2"))
+    before, after = model_state(out, "after4.pt"), model_state(out)
+    stamp = [k for k in after if k.startswith("body_stamp.")]
+    assert stamp and not any(k.startswith("body_stamp.") for k in before)
+    # it started as the JPEG body and moved; nothing else did
+    assert any(not torch.equal(after[k], before["body_jpeg." + k[len("body_stamp."):]]) for k in stamp)
+    assert all(torch.equal(after[k], before[k]) for k in before)
+    stage = json.loads(torch.load(os.path.join(out, CHECKPOINT), weights_only=True)["record"])["stages"][-1]
+    assert stage["stage"] == "stamp" and stage["samples"]["jpeg_share"] == 1.0
+    name = str(tmp_path / "weights" / "tiny")
+    assert run_cli("train", "--out", out, "--export", name).returncode == 0
+    model = weights_io.load_model(name)
+    assert model.config["stamp_body"] and model.body_stamp is not None
