@@ -8,7 +8,8 @@ waifu2x peers, in one run.
 
 Speed: wall time to restore the 14 evaluation pictures (233x330, stamped) at x2, in-process,
 uint8 in and out, for each model (kirei-2, kirei-fast): learned with the true profile and
-learned blind; then classical with the profile, Pillow's bicubic, waifu2x upconv_7 and waifu2x
+learned blind; kirei-2 with the profile on JPEG input (its JPEG body, and its stamp body under
+the stamp: the same pixels, taken as JPEG); then classical with the profile, Pillow's bicubic, waifu2x upconv_7 and waifu2x
 CUNet (../shared/peers, whole picture as one tile), all with the same torch thread count.
 Each method runs once per round, --repeat rounds, and keeps its best round: these machines are
 shared, and interleaving lets a change of load hit every method alike. Ratios are what to
@@ -73,6 +74,8 @@ def methods(pics, profile):
         runs[f"{m} (learned, profile)"] = ours(profile, Options(scale=2, method="learned", device="cpu", model=m))
         runs[f"{m} (learned, blind)"] = ours(None, Options(scale=2, method="learned", device="cpu", model=m,
                                                             blind=True))
+    runs["kirei-2 (profile, JPEG input)"] = ours(profile, Options(scale=2, method="learned", device="cpu",
+                                                                model="kirei-2", jpeg=True))
     runs["classic (profile)"] = ours(profile, Options(scale=2, method="classic"))
     w, h = pics[0].shape[1] * 2, pics[0].shape[0] * 2
     runs["Pillow bicubic"] = lambda: [np.asarray(Image.fromarray(p).resize((w, h), Image.BICUBIC)) for p in pics]

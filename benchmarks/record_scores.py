@@ -3,13 +3,16 @@
 `python -m core models` shows them.
 
     python ../shared/tools/score.py --restore-args "--model NAME" --json /tmp/score.json
-    .venv/bin/python benchmarks/record_scores.py /tmp/score.json [--name NAME] [--extra NAME=FILE]
+    .venv/bin/python benchmarks/record_scores.py /tmp/score.json [--name NAME] [--extra NAME=FILE] [--update]
 
 NAME defaults to the default model (core.models.DEFAULT_MODEL); the scorer's figures must be of
 that model (score.py's own JSON does not say which model it ran, so it is the caller's word).
 The record gets "scores": each of our cases' mean PSNR-Y as a number under the case's name
 (clean, profile, estimate, blind, jpeg, single, unstamped: what was scored), and the scorer's
 whole summary (ours and the peers) beside them. The rest of the record, its sha256 included, is kept.
+--update keeps the record's figures of the cases (and summary rows) this run did not score, and
+says which cases were scored when: for a change that only some cases can see (the stamp body
+acts only on JPEG input).
 """
 import argparse
 import json
@@ -43,6 +46,16 @@ def scores_from(score, name):
             **{case: round(v, 2) for case, v in cases.items()}, "summary": rounded}
 
 
+def updated(old, new):
+    """The record's scores `old` with the cases, summary rows and extras of `new` put over them;
+    "scored" says on which date each case's figure was measured."""
+    cases = [k for k, v in new.items() if isinstance(v, float)]
+    scored = dict(old.get("scored") or {k: old.get("date") for k, v in old.items() if isinstance(v, float)})
+    scored.update({k: new["date"] for k in cases})
+    summary = {**(old.get("summary") or {}), **new["summary"]}
+    return {**old, **new, "summary": summary, "scored": scored}
+
+
 def read_json(path, then=lambda x: x):
     """then(the JSON in path), or exit with a one-line error naming the file."""
     try:
@@ -58,6 +71,8 @@ def main():
     ap.add_argument("--name", default=DEFAULT_MODEL, help=f"the model scored (default {DEFAULT_MODEL})")
     ap.add_argument("--extra", action="append", default=[], metavar="NAME=FILE",
                     help="more figures to keep, e.g. other_watermark=/tmp/other.json")
+    ap.add_argument("--update", action="store_true",
+                    help="keep the record's figures of the cases this run did not score")
     a = ap.parse_args()
     extras = [item.partition("=") for item in a.extra]
     if any(not key or not sep or not file for key, sep, file in extras):
@@ -72,6 +87,8 @@ def main():
         if key in scores:
             ap.error(f"--extra {key}: that name is already one of the scorer's figures")
         scores[key] = read_json(file)
+    if a.update and isinstance(record.get("scores"), dict):
+        scores = updated(record["scores"], scores)
     record["scores"] = scores
     write_record(a.name, record)
     figures = ", ".join(f"{k} {v:.2f}" for k, v in scores.items() if isinstance(v, float))
