@@ -104,11 +104,12 @@ class PairMaker:
 
     def __init__(self, pictures, rng, scale=2, patch=48, synth_share=None, synth_pool=48,
                  stamp_pool=160, stamp_canvas=192, jpeg_share=0.4, anime=(), svg_files=(), svg_pool=32,
-                 shares=None, mode_weights=MODE_WEIGHTS, jpeg_qualities=JPEG_QUALITIES):
+                 shares=None, mode_weights=MODE_WEIGHTS, jpeg_qualities=JPEG_QUALITIES, subsampled_share=0.5):
         self.pictures = pictures  # list of H x W x 3 uint8 arrays
         self.rng = rng
         self.scale, self.patch = scale, patch
         self.jpeg_share, self.mode_weights, self.jpeg_qualities = jpeg_share, mode_weights, jpeg_qualities
+        self.subsampled_share = subsampled_share  # of JPEGs with 4:2:0 chroma (encoders' default), the rest 4:4:4
         self.stamp_canvas = stamp_canvas
         self.synth = [self._new_synth() for _ in range(synth_pool)]
         self.stamps = [random_watermark(stamp_canvas, stamp_canvas, rng) for _ in range(stamp_pool)]
@@ -204,7 +205,7 @@ class PairMaker:
     def _jpeg(self, u8):
         buf = io.BytesIO()
         q = int(self.rng.integers(self.jpeg_qualities[0], self.jpeg_qualities[1] + 1))
-        Image.fromarray(u8).save(buf, "JPEG", quality=q, subsampling=2 if self.rng.random() < 0.5 else 0)
+        Image.fromarray(u8).save(buf, "JPEG", quality=q, subsampling=2 if self.rng.random() < self.subsampled_share else 0)
         return np.asarray(Image.open(buf).convert("RGB"))
 
     def sample(self, mode=None, measured=None, jpeg=None):

@@ -435,7 +435,7 @@ def main(args):
               "fine_tuned_from": f"{args.init} (sha256 {base.get('sha256', '?')})",
               "data": data_record,
               "degradations": "crop -> downscale (bicubic 50%, lanczos, box, bilinear, hamming) -> stamp -> "
-                              f"JPEG q{args.jpeg_quality[0]}-{args.jpeg_quality[1]} 40% (4:2:0 half the time; "
+                              f"JPEG q{args.jpeg_quality[0]}-{args.jpeg_quality[1]} 40% (4:2:0 {args.jpeg_420:.0%} of the time; "
                               "stages jpeg and stamp: all)",
               "stages": [], "args": {k: v for k, v in vars(args).items() if k not in ("func", "command")},
               "device": str(device), "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -465,7 +465,7 @@ def main(args):
         model = model.to(memory_format=torch.channels_last)
     val = make_validation(held_pics or train_pics, args.seed + 1, model.scale)
     maker = PairMaker(train_pics, rng, scale=model.scale, patch=args.patch, anime=sources["anime"],
-                      svg_files=sources["svg"], jpeg_qualities=tuple(args.jpeg_quality),
+                      svg_files=sources["svg"], jpeg_qualities=tuple(args.jpeg_quality), subsampled_share=args.jpeg_420,
                       **STAGE_SAMPLES.get(args.stage, {}))
     data_record["shares"] = {k: round(v, 3) for k, v in maker.shares.items()}  # a resumed run keeps its record's
     feed = Prefetcher(maker, args.batch)

@@ -39,6 +39,8 @@ def add_arguments(p):
     default_qualities = "%d-%d" % JPEG_QUALITIES  # a string default goes through quality_range too
     p.add_argument("--jpeg-quality", type=quality_range, default=default_qualities, metavar="LO-HI",
                    help=f"the JPEG qualities samples are saved at (default {default_qualities})")
+    p.add_argument("--jpeg-420", type=share, default=0.5, metavar="SHARE",
+                   help="the share of JPEG samples with 4:2:0 chroma, encoders' default (the rest 4:4:4; default 0.5)")
     p.add_argument("--batch", type=int, default=32, help="patches per optimiser step")
     p.add_argument("--patch", type=int, default=64, help="low-resolution patch side")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (one-cycle schedule)")
@@ -53,6 +55,17 @@ def add_arguments(p):
                    help="measure on the held-out pictures this often")
     p.add_argument("--save-every", type=int, default=500, metavar="STEPS", help="write the checkpoint this often")
     p.add_argument("--export", metavar="NAME", help="only export OUT's checkpoint to core/weights/NAME.*")
+
+
+def share(text):
+    """A float in [0, 1]."""
+    try:
+        v = float(text)
+    except ValueError:
+        v = -1.0
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"a share between 0 and 1, not {text!r}")
+    return v
 
 
 def quality_range(text):

@@ -172,6 +172,20 @@ def test_the_jpeg_quality_range_is_checked_and_drawn_from():
         return np.asarray(Image.open(buf).convert("RGB"))
     got = maker._jpeg(picture)
     assert any(np.array_equal(got, saved(sub)) for sub in (0, 2))  # q85, whichever chroma subsampling
+    assert not np.array_equal(saved(0), saved(2))
+    for share, sub in ((1.0, 2), (0.0, 0)):  # --jpeg-420: the share of 4:2:0 chroma
+        maker = PairMaker([], np.random.default_rng(0), patch=48, jpeg_qualities=(85, 85), subsampled_share=share)
+        assert all(np.array_equal(maker._jpeg(picture), saved(sub)) for _ in range(4))
+
+
+def test_the_share_of_subsampled_jpegs_is_checked():
+    import argparse
+
+    from core.train_options import share
+    assert share("1") == 1.0 and share("0.25") == 0.25
+    for bad in ("1.5", "-0.1", "half"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            share(bad)
 
 
 def test_the_stamp_stage_adds_and_trains_a_stamp_body_alone_and_exports_it(tmp_path, front_run, data):

@@ -29,7 +29,10 @@ ARCHITECTURE = "kirei-2"
 # input px of overlap across which neighbouring tiles are cross-faded, for bodies whose
 # squeeze-excitation makes each tile's result depend on the whole tile
 SEAM_OVERLAP = 16
-STAMP_REACH = 3  # input px around the profile's opacity where the stamp body takes over (then fades)
+# input px around the profile's opacity where the stamp body takes over (then fades out over one
+# more): beside the stamp nothing is amplified, and the JPEG body does better there (public set,
+# x2: 3 px cost the pixels within 8 output px of the stamp 0.24 dB, 0 px gained 0.01)
+STAMP_REACH = 0
 
 
 class Kirei2(nn.Module):
