@@ -71,15 +71,20 @@ def test_the_front_stage_resumes_logs_validates_and_leaves_the_body_alone(front_
     assert not torch.equal(now["front.tail.weight"], start["front.tail.weight"])  # what it trains
 
 
-def test_the_jpeg_stage_trains_the_jpeg_body_alone_on_jpeg_input(tmp_path, front_run, data):
+def after_the_front_stage(tmp_path, front_run, data, stage):
+    """A copy of the front run, 2 steps of `stage` more: (run folder, the stage's validation,
+    weights before, after)."""
     out = str(tmp_path / "run")
     shutil.copytree(front_run[0], out)
-    p = train(out, data, 2, "--stage", "jpeg")
-    assert "at step 0 of stage jpeg" in p.stdout
-    lines = log_of(out)
-    [v] = [x["validation"] for x in lines if "validation" in x and x["validation"]["stage"] == "jpeg"]
+    p = train(out, data, 2, "--stage", stage)
+    assert f"at step 0 of stage {stage}" in p.stdout
+    [v] = [x["validation"] for x in log_of(out) if "validation" in x and x["validation"]["stage"] == stage]
+    return out, v, model_state(out, "after4.pt"), model_state(out)
+
+
+def test_the_jpeg_stage_trains_the_jpeg_body_alone_on_jpeg_input(tmp_path, front_run, data):
+    out, v, before, after = after_the_front_stage(tmp_path, front_run, data, "jpeg")
     assert all(np.isfinite(v[k]) for k in ("jpeg_x2", "measured_jpeg_x2", "clean_x2"))
-    before, after = model_state(out, "after4.pt"), model_state(out)
     jpeg = [k for k in before if k.startswith("body_jpeg.")]
     others = [k for k in before if not k.startswith("body_jpeg.")]
     assert jpeg and any(not torch.equal(after[k], before[k]) for k in jpeg)  # what it trains
@@ -104,7 +109,7 @@ def test_the_joint_stage_continues_the_run_and_exports_a_model_the_engine_loads(
     p = run_cli("train", "--out", out, "--export", name)
     assert p.returncode == 0, p.stderr
     model = weights_io.load_model(name)
-    assert model.config == weights_io.describe(INIT)["config"]
+    assert model.config == weights_io.load_model(INIT).config  # built as the model it started from
     rec = weights_io.describe(name)
     assert rec["steps_done"] == 2 and rec["args"]["stage"] == "joint"
     assert [s["stage"] for s in rec["stages"]] == ["front", "joint"]
@@ -191,14 +196,8 @@ def test_the_share_of_subsampled_jpegs_is_checked():
 def test_the_stamp_stage_adds_and_trains_a_stamp_body_alone_and_exports_it(tmp_path, front_run, data):
     """Stage stamp after stage front: the stamp body is added as a copy of the JPEG body (the
     checkpoint had none), trained on JPEGs under the stamp, and exported with the model."""
-    out = str(tmp_path / "run")
-    shutil.copytree(front_run[0], out)
-    p = train(out, data, 2, "--stage", "stamp")
-    assert "at step 0 of stage stamp" in p.stdout
-    lines = log_of(out)
-    [v] = [x["validation"] for x in lines if "validation" in x and x["validation"]["stage"] == "stamp"]
+    out, v, before, after = after_the_front_stage(tmp_path, front_run, data, "stamp")
     assert all(np.isfinite(v[k]) for k in ("jpeg_in_x2", "measured_jpeg_in_x2", "clean_x2"))
-    before, after = model_state(out, "after4.pt"), model_state(out)
     stamp = [k for k in after if k.startswith("body_stamp.")]
     assert stamp and not any(k.startswith("body_stamp.") for k in before)
     # it started as the JPEG body and moved; nothing else did
