@@ -47,7 +47,9 @@ class Kirei2(nn.Module):
         if stamp_body and not jpeg_body:
             raise ValueError("a stamp body takes over from the JPEG body: the model needs one")
         self.config = dict(body=body, jpeg_body=jpeg_body, front_channels=front_channels,
-                           matte_channels=matte_channels, stamp_body=stamp_body)
+                           matte_channels=matte_channels)
+        if stamp_body:  # said only when there is one: models saved before it existed keep their config
+            self.config["stamp_body"] = True
         self.matte = MatteHead(matte_channels)
         self.front = FrontEnd(front_channels)
         self.body = BODIES[body]()
