@@ -169,25 +169,29 @@ def _pixel_loss(model, out, b):
     return ((out.float() - truth).abs() * (1 + WM_WEIGHT * under)).mean()
 
 
+@torch.no_grad()
+def _front_as_is(model, b):
+    """The front-end's picture with the given profile, the front-end as it is, in the stages that
+    don't train it (in eval mode: an untrained one is exact inversion, without computing its
+    unused features)."""
+    model.front.eval()
+    clean = model.front(b["stamped"], b["profile_alpha"], b["profile_colour"])
+    model.front.train()
+    return clean
+
+
 def _jpeg_loss(model, b):
-    """Stage "jpeg": the JPEG body's x2 of the front-end's picture, the front-end as it is (in eval
-    mode: an untrained one is exact inversion, without computing its unused features)."""
-    with torch.no_grad():
-        model.front.eval()
-        clean = model.front(b["stamped"], b["profile_alpha"], b["profile_colour"])
-        model.front.train()
-    pixel = _pixel_loss(model, model.body_jpeg(clean), b)
+    """Stage "jpeg": the JPEG body's x2 of the front-end's picture."""
+    pixel = _pixel_loss(model, model.body_jpeg(_front_as_is(model, b)), b)
     return pixel, {"pixel": pixel.item()}
 
 
 def _stamp_loss(model, b):
     """Stage "stamp": the x2 of the front-end's picture as the model makes it from a JPEG (the
-    stamp body near the stamp, the frozen JPEG body elsewhere: models/kirei2.py), judged only
+    stamp body under the stamp, the frozen JPEG body elsewhere: models/kirei2.py), judged only
     where the stamp body has a share, by that share."""
+    clean = _front_as_is(model, b)
     with torch.no_grad():
-        model.front.eval()
-        clean = model.front(b["stamped"], b["profile_alpha"], b["profile_colour"])
-        model.front.train()
         share = model.stamp_share(b["profile_alpha"])
     out = model.jpeg_x2(clean, b["profile_alpha"])
     pixel = ((out.float() - b["truth"]).abs() * share).sum() / (3 * share.sum()).clamp(min=1.0)
