@@ -11,4 +11,5 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 # 2.3 GiB at 512, for the same speed; a 6000x4000 picture blind needs the smaller tile to stay under 4 GiB)
 DEFAULT_TILE = 384
 MIN_TILE, MAX_TILE = 16, 4096  # the tile sides a command or a job may ask for
+JPEG_420_SHARE = 0.5  # training: the share of JPEG samples with 4:2:0 chroma (encoders' default), the rest 4:4:4
 JPEG_QUALITIES = (60, 95)  # training: the range (inclusive) of JPEG qualities samples are saved at

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from .defaults import JPEG_QUALITIES
+from .defaults import JPEG_420_SHARE, JPEG_QUALITIES
 from .scenes import Sprite, SvgPool, log_uniform, on_white, scene_crop
 from .synth import anime_picture
 from .watermarks import measured_profile, random_watermark
@@ -104,12 +104,13 @@ class PairMaker:
 
     def __init__(self, pictures, rng, scale=2, patch=48, synth_share=None, synth_pool=48,
                  stamp_pool=160, stamp_canvas=192, jpeg_share=0.4, anime=(), svg_files=(), svg_pool=32,
-                 shares=None, mode_weights=MODE_WEIGHTS, jpeg_qualities=JPEG_QUALITIES, subsampled_share=0.5):
+                 shares=None, mode_weights=MODE_WEIGHTS, jpeg_qualities=JPEG_QUALITIES,
+                 subsampled_share=JPEG_420_SHARE):
         self.pictures = pictures  # list of H x W x 3 uint8 arrays
         self.rng = rng
         self.scale, self.patch = scale, patch
         self.jpeg_share, self.mode_weights, self.jpeg_qualities = jpeg_share, mode_weights, jpeg_qualities
-        self.subsampled_share = subsampled_share  # of JPEGs with 4:2:0 chroma (encoders' default), the rest 4:4:4
+        self.subsampled_share = subsampled_share
         self.stamp_canvas = stamp_canvas
         self.synth = [self._new_synth() for _ in range(synth_pool)]
         self.stamps = [random_watermark(stamp_canvas, stamp_canvas, rng) for _ in range(stamp_pool)]

@@ -3,7 +3,7 @@ checks them, and prints --help, before the training code loads."""
 import argparse
 import os
 
-from .defaults import DEVICES, JPEG_QUALITIES
+from .defaults import DEVICES, JPEG_420_SHARE, JPEG_QUALITIES
 from .models import DEFAULT_MODEL
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -39,8 +39,8 @@ def add_arguments(p):
     default_qualities = "%d-%d" % JPEG_QUALITIES  # a string default goes through quality_range too
     p.add_argument("--jpeg-quality", type=quality_range, default=default_qualities, metavar="LO-HI",
                    help=f"the JPEG qualities samples are saved at (default {default_qualities})")
-    p.add_argument("--jpeg-420", type=share, default=0.5, metavar="SHARE",
-                   help="the share of JPEG samples with 4:2:0 chroma, encoders' default (the rest 4:4:4; default 0.5)")
+    p.add_argument("--jpeg-420", type=share, default=JPEG_420_SHARE, metavar="SHARE",
+                   help="the share of JPEG samples with 4:2:0 chroma, encoders' default (the rest 4:4:4; default %(default)s)")
     p.add_argument("--batch", type=int, default=32, help="patches per optimiser step")
     p.add_argument("--patch", type=int, default=64, help="low-resolution patch side")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (one-cycle schedule)")
