@@ -150,3 +150,44 @@ def test_the_matte_asked_for_is_what_was_found_and_none_when_nothing_was(monkeyp
     finder_says(monkeypatch, pictures["caption"], np.ones(pictures["clean"].shape, np.float32))
     assert restore_region(np.uint8(np.round(pictures["clean"] * 255)), options=cpu(scale=2, blind=True),
                           matte=True).matte is None  # the false find refused: nothing taken off
+
+
+def test_the_finders_fine_head_starts_as_the_unet_and_acts_only_near_its_find():
+    """Added, the fine head changes nothing (its last layer is zero); trained, it corrects the
+    U-Net's opacity and colour only within FINE_REACH px of where the U-Net found opacity."""
+    import torch
+    import torch.nn.functional as F
+    from core.models.finder import FINE_FROM, FINE_REACH, StampFinder
+    torch.manual_seed(0)
+    model = StampFinder(channels=8).eval()
+    x = torch.rand(1, 3, 40, 36)
+    with torch.no_grad():
+        before = model(x)
+        model.add_fine()
+        assert model.config["fine"]
+        after = model(x)
+        assert all(torch.equal(b, a) for b, a in zip(before, after))
+        for p in model.fine.parameters():
+            p.add_(0.1 * torch.randn_like(p))  # as if trained
+        o = torch.full((1, 4, 40, 36), -10.0)  # the U-Net's logits: nothing found...
+        o[..., 15:22, 10:20] = 0.0  # ...but here
+        features = torch.rand(1, model.out.in_channels, 40, 36)
+        changed = (model._sharpened(x, o, features) - o).abs().amax(1)[0] > 0
+    near = F.max_pool2d((torch.sigmoid(o[:, :1]) >= FINE_FROM).float(), 2 * FINE_REACH + 1, stride=1,
+                        padding=FINE_REACH)[0, 0] > 0
+    assert changed[15:22, 10:20].all() and not (changed & ~near).any()
+    assert changed[15 - FINE_REACH, 12] and not changed[15 - FINE_REACH - 1, 12]
+
+
+def test_a_finder_with_a_fine_head_is_saved_and_built_again(tmp_path):
+    import torch
+    from core.models.finder import StampFinder
+    from core.weights_io import load_model, save_weights
+    torch.manual_seed(0)
+    model = StampFinder(channels=8)
+    model.add_fine()
+    path = save_weights(model, str(tmp_path / "f"), {"note": "test"})
+    again = load_model(path, restorer=False)
+    assert again.config == {"channels": 8, "fine": True} and again.fine is not None
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in model.state_dict().items())
+    assert "fine" not in StampFinder(channels=8).config  # finders saved before keep their config
