@@ -40,6 +40,7 @@ sys.path[:0] = [ROOT, os.path.dirname(os.path.abspath(__file__))]
 from peers import load_peers, to_tensor, to_uint8  # noqa: E402
 
 from core import imageio, synth  # noqa: E402
+from core.allocator import keep_freed_memory  # noqa: E402
 from core.blend import stamp  # noqa: E402
 from core.pipeline import Options, restore_pixels  # noqa: E402
 from core.profile import Profile  # noqa: E402
@@ -168,6 +169,8 @@ def main():
                     help=f"models whose memory is measured, of {', '.join(MODELS)} (default all)")
     ap.add_argument("--no-speed", action="store_true", help="skip the speed figures")
     ap.add_argument("--json", help="write all figures here")
+    ap.add_argument("--default-malloc", action="store_true",
+                    help="leave glibc's malloc as it is in this process (what the engine did before core/allocator.py)")
     a = ap.parse_args()
     if a.repeat < 1 or a.threads < 1 or min(a.memory_size) < 16:
         ap.error("--repeat and --threads must be at least 1, --memory-size at least 16")
@@ -178,7 +181,9 @@ def main():
     if not models or set(models) - set(MODELS):
         ap.error(f"--memory-models takes {', '.join(MODELS)}, got {a.memory_models!r}")
     torch.set_num_threads(a.threads)
-    figures = {"threads": a.threads}
+    if not a.default_malloc:
+        keep_freed_memory()  # as `python -m core` does; the peers' runners here get it too
+    figures = {"threads": a.threads, "glibc_malloc": "default" if a.default_malloc else "kept"}
     if not a.no_speed:
         figures.update(speed(a.repeat))
     if not a.no_memory:

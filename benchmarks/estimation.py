@@ -26,6 +26,7 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from core.allocator import keep_freed_memory  # noqa: E402
 from core.estimate import estimate_profile  # noqa: E402
 from core.pipeline import Options, restore_pixels  # noqa: E402
 from core.profile import Profile  # noqa: E402
@@ -117,7 +118,11 @@ def main():
     ap.add_argument("--model", default=None, help="the model that restores (default: the default model)")
     ap.add_argument("--speed", action="store_true", help="time estimation alone on 20 pictures of 233x330")
     ap.add_argument("--against", metavar="REV", help="with --speed: also the estimator of this git revision")
+    ap.add_argument("--default-malloc", action="store_true",
+                    help="leave glibc's malloc as it is (what the engine did before core/allocator.py)")
     a = ap.parse_args()
+    if not a.default_malloc:
+        keep_freed_memory()  # as `python -m core` does
     if a.speed:
         return speed(a.against)
     rows = []

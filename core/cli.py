@@ -21,6 +21,7 @@ from datetime import datetime
 from tqdm import tqdm
 
 from . import __version__, client
+from .allocator import keep_freed_memory
 from .defaults import DEFAULT_TILE, DEVICES, GOOD_ESTIMATE, METHODS, MIN_PICTURES, MIN_TILE, SCALES
 from .errors import KireiError
 from .models import DEFAULT_MODEL
@@ -709,6 +710,7 @@ def cmd_train_finder(args):
 
 
 def main(argv=None):
+    keep_freed_memory()
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     # the command is the first word that isn't an option (the top level has no option taking a value)
     command = next((a for a in argv if not a.startswith("-")), None)

@@ -1,0 +1,43 @@
+"""core/allocator.py: with freed memory kept, reallocating a block of megabytes again and again no
+longer faults its pages in each time (the kernel time that halved CPU restores). Each case runs
+in its own process: malloc's settings are the whole process's and can't be undone."""
+import platform
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+CHURN = """
+import resource, sys
+import numpy as np
+if sys.argv[1] == "kept":
+    from core.allocator import keep_freed_memory
+    assert keep_freed_memory()
+np.ones(8 << 20)  # a first block of 64 MB, touched
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(20):
+    np.ones(8 << 20)  # allocated, every page written, freed
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def page_faults(mode):
+    p = subprocess.run([sys.executable, "-c", CHURN, mode], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    return int(p.stdout)
+
+
+@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only")
+def test_kept_memory_is_reused_without_faulting_its_pages_in_again():
+    default, kept = page_faults("default"), page_faults("kept")
+    # given back, each block is faulted in anew (16,384 pages of 4 KiB, or 32 huge pages, each time)
+    assert default > 20 * 32
+    assert kept < default / 20
+
+
+def test_elsewhere_nothing_is_changed(monkeypatch):
+    from core import allocator
+    monkeypatch.setattr(allocator.platform, "system", lambda: "Darwin")
+    assert allocator.keep_freed_memory() is False
