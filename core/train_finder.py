@@ -8,12 +8,6 @@ picture, reduced to --side px the way previews are made; in FIND_SHARE of them a
 (core/watermarks.py); in MARK_SHARE, opaque marks that belong to the picture (balloons, captions,
 signatures, UI frames, line art) that must not be taken for one; JPEG in JPEG_SHARE. The finder
 is trained on its opacity and colour and on what exact inversion with them gives back.
-
-    python -m core train-finder --stage fine --out checkpoints/finder-fine --steps 4000
-
-`--stage fine` starts from the shipped finder, adds its fine head (core/models/finder.py) and
-trains that alone, the U-Net frozen; inversion counts more there (FINE_INVERT_WEIGHT): the head
-is there to make what inversion gives back right, and the U-Net under it no longer moves.
 """
 import json
 import os
@@ -36,7 +30,6 @@ FIND_SHARE, MARK_SHARE, JPEG_SHARE = 0.7, 0.4, 0.3
 UNDER_WEIGHT = 4.0  # the pixels under the stamp count this much more in the inversion loss
 ALPHA_WEIGHT = 2.0
 INVERT_WEIGHT, INVERT_MAX = 0.05, 0.8
-FINE_INVERT_WEIGHT = 0.3
 NAME = "stamp-finder"
 
 
@@ -75,7 +68,7 @@ class FinderMaker:
         return {"stamped": chw(0), "clean": chw(1), "alpha": np.stack([s[2] for s in ss])[:, None], "colour": chw(3)}
 
 
-def loss_terms(model, b, invert_weight=INVERT_WEIGHT):
+def loss_terms(model, b):
     a, c = model(b["stamped"])
     a, c = a.float(), c.float()
     err = (a - b["alpha"]).abs()
@@ -90,7 +83,7 @@ def loss_terms(model, b, invert_weight=INVERT_WEIGHT):
     # and weighted low, or it drowns the rest (a first run's colours collapsed under it)
     back = invert(b["stamped"], a.clamp(max=INVERT_MAX), c)
     loss_i = ((back - b["clean"]).abs() * (1 + UNDER_WEIGHT * under)).mean()
-    loss = ALPHA_WEIGHT * (loss_in + loss_out) + 0.5 * loss_c + invert_weight * loss_i
+    loss = ALPHA_WEIGHT * (loss_in + loss_out) + 0.5 * loss_c + INVERT_WEIGHT * loss_i
     return loss, {"alpha_in": loss_in.item(), "alpha_out": loss_out.item(), "colour": loss_c.item(),
                   "inverted": loss_i.item()}
 
@@ -134,16 +127,6 @@ def export(out_dir):
     return 0
 
 
-def _fine_start():
-    """The shipped finder with a fine head added, and where it came from (for the record)."""
-    from .weights_io import describe, load_model
-    if not (model := load_model(NAME, restorer=False)).config.get("fine"):
-        model.add_fine()
-    shipped = describe(NAME)
-    return model, {"weights": f"core/weights/{NAME} (this project's own)", "sha256": shipped.get("sha256"),
-                   "steps_done": shipped.get("steps_done")}
-
-
 def main(args):
     if args.export:
         return export(args.out)
@@ -152,8 +135,9 @@ def main(args):
     sources, held, data_record = load_data(args)
     os.makedirs(args.out, exist_ok=True)
     ck_path = os.path.join(args.out, CHECKPOINT)
-    fine = args.stage == "fine"
-    model, start = _fine_start() if fine and not os.path.exists(ck_path) else (StampFinder(args.channels), None)
+    model = StampFinder(args.channels).train()
+    ema = _ema(model)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.99))
     rng = np.random.default_rng(args.seed)
     record = {"architecture": "stamp-finder", "config": model.config, "version": __version__,
               "parameters": sum(p.numel() for p in model.parameters()), "data": data_record,
@@ -162,16 +146,7 @@ def main(args):
                          f"JPEG q{JPEG_QUALITIES[0]}-{JPEG_QUALITIES[1]} {JPEG_SHARE:.0%}",
               "args": {k: v for k, v in vars(args).items() if k not in ("func", "command")},
               "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "train_seconds": 0.0,
-              "validation": [], **({"starting_weights": start} if start else {})}
-    if os.path.exists(ck_path):
-        record = json.loads(load_checkpoint(ck_path)["record"])
-        model = StampFinder(**record["config"])
-    if fine:  # the fine head alone learns; the U-Net is the shipped one, frozen
-        for name, p in model.named_parameters():
-            p.requires_grad_(name.startswith("fine."))
-    model.train()
-    ema = _ema(model)
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=args.lr, betas=(0.9, 0.99))
+              "validation": []}
     step = 0
     if os.path.exists(ck_path):
         ck = load_checkpoint(ck_path)
@@ -183,8 +158,7 @@ def main(args):
         torch.set_rng_state(ck["torch_rng"])
         record = json.loads(ck["record"])
         print(f"resumed from {ck_path} at step {step}")
-    if not fine:  # (torch 2.13's CPU backward of dilated bf16 convolutions in channels_last gives NaN)
-        model = model.to(memory_format=torch.channels_last)
+    model = model.to(memory_format=torch.channels_last)
     val_sources = dict(sources, pictures=held or sources["pictures"])
     val = make_validation(val_sources, args.seed + 1, args.side)
     feed = Prefetcher(FinderMaker(sources, rng, args.side), args.batch)
@@ -195,7 +169,7 @@ def main(args):
             for g in opt.param_groups:
                 g["lr"] = learning_rate(step, args.steps, args.lr)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=not args.no_bf16):
-                loss, parts = loss_terms(model, b, FINE_INVERT_WEIGHT if fine else INVERT_WEIGHT)
+                loss, parts = loss_terms(model, b)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

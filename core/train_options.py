@@ -84,8 +84,6 @@ def add_finder_arguments(p):
     p.add_argument("--out", required=True, metavar="DIR", help="run folder: checkpoint.pt and log.jsonl")
     for name in ("--data", "--images", "--anime", "--svg"):
         p.add_argument(name, action="append", metavar="DIR", help=f"as for `train` {name}")
-    p.add_argument("--stage", choices=("coarse", "fine"), default="coarse",
-                   help="coarse: the U-Net (a new run); fine: the fine head alone, on the shipped finder")
     p.add_argument("--steps", type=int, default=20000, help="total optimiser steps (the schedule's length)")
     p.add_argument("--time-limit", type=float, default=0, metavar="MIN",
                    help="stop (with a checkpoint) after this many minutes; run again to resume; 0: no limit")

@@ -6,27 +6,13 @@ a U-Net over the whole picture, reduced so that its longer side is at most VIEW 
 seen at their own size); its deepest level sees the picture whole and adds a global summary (the
 stamp's colour and opacity are the same everywhere). It returns opacity and colour at its input
 size; core/blind.py brings them to the picture's size and decides whether to trust them.
-
-The U-Net's find is right about where a stamp is and wrong about its exact shape: its letters
-come out blurred, and its colour is a mix of the fill's and the outline's (a white fill with a
-dark outline becomes grey), which inversion turns into ghosts. A finder may carry a fine head
-(`add_fine`, trained alone with `train-finder --stage fine`): a small dilated-convolution net at
-the full view that sees the picture, the U-Net's find and its last features, and corrects
-opacity and colour pixel by pixel, only within FINE_REACH px of what the U-Net found.
 """
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .frontend import invert
-from .matte import dilated_layers
-
 VIEW = 512  # px: pictures with a longer side are reduced to this before the finder sees them
 DEPTH = 4  # levels; the input is padded to a multiple of 2**(DEPTH-1)
-FINE_DILATIONS = (1, 2, 4, 8, 2, 1)  # the fine head's view: 20 px each side
-FINE_CHANNELS = 24
-FINE_REACH = 4  # px beyond the U-Net's find (opacity >= FINE_FROM) where the fine head may act
-FINE_FROM = 0.02
 
 
 def _block(cin, cout):
@@ -37,7 +23,7 @@ def _block(cin, cout):
 class StampFinder(nn.Module):
     architecture = "stamp-finder"
 
-    def __init__(self, channels=16, fine=False):
+    def __init__(self, channels=16):
         super().__init__()
         ch = [channels * 2 ** k for k in range(DEPTH)]
         self.config = dict(channels=channels)
@@ -46,25 +32,11 @@ class StampFinder(nn.Module):
         self.glob = nn.Linear(ch[-1], ch[-1])  # the whole picture's summary, added everywhere
         self.dec = nn.ModuleList([_block(ch[k + 1] + ch[k], ch[k]) for k in range(DEPTH - 1)])
         self.out = nn.Conv2d(ch[0], 4, 3, padding=1)
-        self.fine = None
-        if fine:
-            self.add_fine()
-
-    def add_fine(self):
-        """Add the fine head; it starts at zero, so the finder finds exactly what it did before."""
-        cin = 3 + 4 + 3 + self.out.in_channels  # picture, find, inversion with it, U-Net features
-        last = nn.Conv2d(FINE_CHANNELS, 4, 3, padding=1)
-        nn.init.zeros_(last.weight)
-        nn.init.zeros_(last.bias)
-        self.fine = nn.Sequential(*dilated_layers(cin, FINE_CHANNELS, FINE_DILATIONS), last)
-        self.config["fine"] = True  # only when there is one: finders saved before keep their config
-        return self.fine
 
     def forward(self, x):
         """N x 3 x H x W in [0, 1] -> (opacity N x 1 x H x W, colour N x 3 x H x W)."""
         h, w = x.shape[-2:]
         m = 2 ** (DEPTH - 1)
-        picture = x
         x = F.pad(x, (0, -w % m, 0, -h % m), mode="replicate")
         skips = []
         for k, enc in enumerate(self.enc):
@@ -77,18 +49,7 @@ class StampFinder(nn.Module):
             x = F.interpolate(x, size=skips[k].shape[-2:], mode="bilinear", align_corners=False)
             x = self.dec[k](torch.cat([x, skips[k]], 1))
         o = self.out(x)[..., :h, :w]
-        o = torch.cat([o[:, :1] - 2.0, o[:, 1:]], 1)  # starts near "no watermark"
-        if self.fine is not None:
-            o = self._sharpened(picture, o, x[..., :h, :w])
-        return torch.sigmoid(o[:, :1]), torch.sigmoid(o[:, 1:])
-
-    def _sharpened(self, picture, o, features):
-        """The U-Net's logits o corrected by the fine head near what it found."""
-        a, c = torch.sigmoid(o[:, :1]), torch.sigmoid(o[:, 1:])
-        back = invert(picture, a, c)
-        delta = self.fine(torch.cat([picture, a, c, back, features], 1))
-        near = F.max_pool2d((a >= FINE_FROM).to(o.dtype), 2 * FINE_REACH + 1, stride=1, padding=FINE_REACH)
-        return o + delta * near
+        return torch.sigmoid(o[:, :1] - 2.0), torch.sigmoid(o[:, 1:])  # starts near "no watermark"
 
 
 def view_size(width, height, view=VIEW):
