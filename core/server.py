@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from aiohttp import HttpVersion11, web
 
 from . import __version__, client
+from .allocator import give_back_memory
 from .devices import resolve_device
 from .errors import KireiError
 from .pipeline import METHODS, Options, default_method
@@ -177,6 +178,7 @@ class Worker:
             job.state, job.error = "failed", f"internal error in the worker ({type(e).__name__}: {e})"
         finally:
             job.request = None  # free the pixels
+            give_back_memory()  # what malloc kept for this job's reuse (core/allocator.py)
 
     def cancel(self, job):
         """Stop a job and free what it holds at once: its request, and its result if it had ended."""
