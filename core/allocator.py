@@ -3,9 +3,10 @@
 On the CPU, torch allocates and frees tensors of megabytes at every layer of a tile and every step
 of estimation. glibc hands such blocks straight back to the system (mmap'd blocks, and the heap's
 top trimmed) and each page touched again costs a fault: a x2 restore of a 466x660 picture spent
-5 of its 6 s in the kernel. With freed blocks kept in the heap they are reused: that restore took
-3.5 s instead of 5.4, estimation from 20 pictures 8.3 s instead of 13.8 (2026-12-07, 2 cores),
-for 14% more peak memory (1.98 GB instead of 1.73). `python -m core` sets this for every command
+half its CPU time in the kernel. With freed blocks kept in the heap they are reused: that restore
+took 3.5 s instead of 5.4, estimation from 20 pictures 8.3 s instead of 13.8 (2026-12-07, 2 cores),
+for more peak memory (1.98 GB instead of 1.73 there; a blind 6000x4000 x2 restore 3.76 GiB instead
+of 3.13: README, Speed and memory). `python -m core` sets this for every command
 (the worker included); the benchmarks too, to measure what users get. What is kept would stay
 with a long-lived worker after a big job: it gives it back after each job (give_back_memory).
 Where malloc isn't glibc's (macOS, Windows, musl) nothing is changed.
