@@ -665,3 +665,30 @@ def test_an_estimate_that_finds_no_watermark_tells_the_plugin_to_go_on_blind(wor
     pics = [np.rint(c * 255).astype(np.uint8) for c in clean[:8]]
     with pytest.raises(kc.NoUsableProfile, match="No watermark shared by the 8 pictures was found.*; Kirei will remove any watermark blind"):
         worker.client().estimate([(p.tobytes(), 120, 160, 3, "uint8") for p in pics])
+
+
+def _memory_mb(pid):
+    """(resident now, resident at its peak) of a process, in MB (Linux)."""
+    with open(f"/proc/{pid}/status") as fh:
+        fields = dict(line.split(":", 1) for line in fh)
+    return tuple(int(fields[k].split()[0]) / 1024 for k in ("VmRSS", "VmHWM"))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_warm_worker_gives_back_the_memory_of_a_big_job(tmp_path):
+    """The worker keeps the memory torch frees for reuse while a job runs (core/allocator.py); once
+    it ends, what the job took goes back to the system, so a warm worker idles small."""
+    w = RunningWorker(tmp_path / "worker")
+    try:
+        c = w.client()
+        small = (picture(64, 48, seed=1) * 255).astype(np.uint8)
+        c.restore(small.tobytes(), 64, 48, 3, "uint8", scale=2, watermark="none", model="kirei-fast")
+        before, _ = _memory_mb(w.proc.pid)  # the model loaded, warm
+        big = np.ascontiguousarray(np.tile(small, (16, 12, 1)))  # 768 x 768
+        res = c.restore(big.tobytes(), 768, 768, 3, "uint8", scale=2, watermark="none", model="kirei-fast")
+        assert (res.width, res.height) == (1536, 1536)
+        after, peak = _memory_mb(w.proc.pid)
+        assert peak - before > 300, (before, peak)  # the job took hundreds of MB...
+        assert after - before < 0.3 * (peak - before), (before, after, peak)  # ...and gave most back
+    finally:
+        w.stop()
