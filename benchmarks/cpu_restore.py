@@ -4,7 +4,7 @@ waifu2x peers, in one run.
 
     .venv/bin/python benchmarks/cpu_restore.py [--repeat 3] [--threads 2] [--no-speed]
                                                [--memory-size 4000 | 6000x4000] [--memory-modes upscale,blind | --no-memory]
-                                               [--json out.json]
+                                               [--json out.json] [--default-malloc]
 
 Speed: wall time to restore the 14 evaluation pictures (233x330, stamped) at x2, in-process,
 uint8 in and out, for each model (kirei-2, kirei-fast): learned with the true profile and
@@ -19,6 +19,9 @@ Memory: peak RSS of a `python -m core restore --scale 2 --model M` process (the 
 count) on a --memory-size picture (4000x4000 by default; WxH for another shape) that carries a
 SAMPLE stamp, one process per model and mode: upscale only (--no-dewatermark) and blind (the
 default mode: the stamp finder and its check run too).
+Like `python -m core`, this process keeps the memory torch frees for reuse (core/allocator.py),
+for every method; --default-malloc leaves glibc's malloc as it is here (the memory processes
+are `python -m core` and always keep it).
 """
 import argparse
 import glob

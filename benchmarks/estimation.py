@@ -3,7 +3,7 @@
 restores than the true one, and how long estimating takes.
 
     .venv/bin/python benchmarks/estimation.py [--kinds sprite,frame] [--stamps grey-flat] [--jpeg]
-    .venv/bin/python benchmarks/estimation.py --speed [--against REV]
+    .venv/bin/python benchmarks/estimation.py --speed [--against REV] [--default-malloc]
 
 For each set: estimate the profile from the stamped pictures; restore each picture x2 with it (the
 default model; only where the estimator says the picture carries the stamp) and with the true
