@@ -12,7 +12,6 @@ with a long-lived worker after a big job: it gives it back after each job (give_
 Where malloc isn't glibc's (macOS, Windows, musl) nothing is changed.
 """
 import ctypes
-import ctypes.util
 import functools
 import platform
 
@@ -27,7 +26,7 @@ def _glibc():
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL("libc.so.6")  # glibc's name on every Linux (find_library would run ldconfig)
         return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
     except OSError:
         return None

@@ -9,6 +9,16 @@ import pytest
 
 from tests.conftest import ROOT
 
+glibc_only = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
+                                reason="glibc only")
+
+
+def run_python(script, *args):
+    """stdout of `python -c script args` run from the project root (a process of its own)."""
+    p = subprocess.run([sys.executable, "-c", script, *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    return p.stdout
+
 CHURN = """
 import resource, sys
 import numpy as np
@@ -24,12 +34,10 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
 
 def page_faults(mode):
-    p = subprocess.run([sys.executable, "-c", CHURN, mode], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert p.returncode == 0, p.stderr
-    return int(p.stdout)
+    return int(run_python(CHURN, mode))
 
 
-@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only")
+@glibc_only
 def test_kept_memory_is_reused_without_faulting_its_pages_in_again():
     default, kept = page_faults("default"), page_faults("kept")
     # given back, each block is faulted in anew (16,384 pages of 4 KiB, or 32 huge pages, each time)
@@ -39,8 +47,12 @@ def test_kept_memory_is_reused_without_faulting_its_pages_in_again():
 
 def test_elsewhere_nothing_is_changed(monkeypatch):
     from core import allocator
+    allocator._glibc.cache_clear()  # this process may have looked glibc up already
     monkeypatch.setattr(allocator.platform, "system", lambda: "Darwin")
-    assert allocator.keep_freed_memory() is False
+    try:
+        assert allocator.keep_freed_memory() is False
+    finally:
+        allocator._glibc.cache_clear()
 
 
 GIVE_BACK = """
@@ -62,10 +74,8 @@ print(base, kept, rss_mb())
 """
 
 
-@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only")
+@glibc_only
 def test_what_was_kept_is_given_back_between_jobs():
-    p = subprocess.run([sys.executable, "-c", GIVE_BACK], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert p.returncode == 0, p.stderr
-    base, kept, after = (float(v) for v in p.stdout.split())
+    base, kept, after = (float(v) for v in run_python(GIVE_BACK).split())
     assert kept - base > 350  # the freed half is still held...
     assert after - base < 250  # ...until given back: the 200 MB still in use stay
