@@ -32,6 +32,11 @@ def _glibc():
         return None
 
 
+def has_glibc_malloc():
+    """Whether this process's malloc is glibc's, which these settings are for."""
+    return _glibc() is not None
+
+
 def keep_freed_memory():
     """Set glibc's malloc to keep freed blocks (see the module doc); True where it was set."""
     libc = _glibc()

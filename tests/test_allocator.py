@@ -1,16 +1,15 @@
 """core/allocator.py: with freed memory kept, reallocating a block of megabytes again and again no
 longer faults its pages in each time (the kernel time that halved CPU restores). Each case runs
 in its own process: malloc's settings are the whole process's and can't be undone."""
-import platform
 import subprocess
 import sys
 
 import pytest
 
+from core.allocator import has_glibc_malloc
 from tests.conftest import ROOT
 
-glibc_only = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
-                                reason="glibc only")
+glibc_only = pytest.mark.skipif(not has_glibc_malloc(), reason="glibc only")
 
 
 def run_python(script, *args):
