@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from . import __version__, client
 from .allocator import keep_freed_memory
-from .defaults import DEFAULT_TILE, DEVICES, GOOD_ESTIMATE, METHODS, MIN_PICTURES, MIN_TILE, SCALES
+from .defaults import DEFAULT_TILE, DEVICES, GOOD_ESTIMATE, METHODS, MIN_PICTURES, MIN_TILE, SCALES, TTA_CPU_MAX_PIXELS
 from .errors import KireiError
 from .models import DEFAULT_MODEL
 
@@ -129,6 +129,10 @@ def _restore_arguments(r):
     r.add_argument("--jpeg", choices=JPEG_CHOICES, default="auto",
                    help="whether the inputs went through JPEG (the model then cleans its blocks and ringing "
                         "too); auto: a JPEG file, or JPEG's traces in the pixels of another")
+    r.add_argument("--tta", choices=TTA_CHOICES, default="auto",
+                   help="run the model on each tile's 8 flips and turns and average them: ~0.2 dB better on JPEG "
+                        "input, 8x the model's time; auto: for JPEG input, on a GPU or up to "
+                        f"{TTA_CPU_MAX_PIXELS:,} pixels")
     r.add_argument("--device", type=_device, default="auto", help=f"one of {', '.join(DEVICES)}; auto: a GPU "
                    "if there is one")
     r.add_argument("--tile", type=_at_least(MIN_TILE, "--tile"), default=DEFAULT_TILE, metavar="N",
@@ -237,6 +241,7 @@ def build_parser(commands=None):
 
 
 JPEG_CHOICES = {"auto": None, "yes": True, "no": False}  # what --jpeg says of the inputs (None: look)
+TTA_CHOICES = {"auto": None, "yes": True, "no": False}  # --tta (None: pipeline.auto_tta decides)
 PICTURE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 
 
@@ -461,7 +466,7 @@ def _restore_all(plan, profile, method, args):
     blind_mode = not args.profile and not args.no_dewatermark
     blind = _blind_profiles(list(plan), method) if blind_mode else {}
     options = Options(scale=args.scale, method=method, device=args.device, tile=args.tile, blind=blind_mode,
-                      model=args.model)
+                      model=args.model, tta=TTA_CHOICES[args.tta])
     failed, written = [], []
     for path, out in tqdm(plan.items(), desc="restoring", unit="picture", file=sys.stderr, disable=None):
         try:

@@ -19,6 +19,7 @@ from .weights_io import load_model
 
 _models = {}
 _lock = threading.Lock()
+VIEWS = (1, 2, 4, 8)  # how many of a tile's flips and turns the model may be run on (see restore_rgb)
 X1_MASK_THRESHOLD = 0.01  # opacity above which x1 takes the model's pixel rather than the input's
 
 
@@ -38,6 +39,21 @@ def model_for(device, name=DEFAULT_MODEL, restorer=True):
         return _models[key]
 
 
+def _dihedral(views):
+    """The first `views` of the picture's 8 flips and quarter turns: (flipped dims, transposed)."""
+    return [(flips, turn) for turn in (False, True) for flips in ((), (3,), (2,), (2, 3))][:views]
+
+
+def _view(t, flips, turn):
+    t = t.flip(flips) if flips else t
+    return t.transpose(2, 3) if turn else t
+
+
+def _unview(t, flips, turn):
+    t = t.transpose(2, 3) if turn else t
+    return t.flip(flips) if flips else t
+
+
 class LearnedRestorer:
     """A tiler-compatible upscaler: (image, guide) -> image x scale.
 
@@ -46,10 +62,13 @@ class LearnedRestorer:
     body for that).
     """
 
-    def __init__(self, model, scale, device, mode, jpeg=False):
+    def __init__(self, model, scale, device, mode, jpeg=False, views=1):
         if mode not in model.modes:
             raise ValueError(f"this model takes {', '.join(model.modes)}, not {mode!r}")
+        if views not in VIEWS:
+            raise ValueError(f"views must be one of {VIEWS}, not {views}")
         self.model, self.scale, self.device, self.mode, self.jpeg = model, int(scale), device, mode, jpeg
+        self.views = views
         # x1 may keep a neighbour's input pixel (the keep mask is grown by one)
         self.receptive_field = model.receptive_field(mode, self.scale) + (1 if self.scale == 1 else 0)
         self.seam_overlap = model.seam_overlap
@@ -68,9 +87,16 @@ class LearnedRestorer:
             alpha, colour = g[:, :1], g[:, 1:4]
         use_amp = self.device.type == "cuda"
         amp = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-        with torch.autocast(self.device.type, dtype=amp, enabled=use_amp):
-            out, used = self.model(x, alpha, colour, mode=self.mode, scale=self.scale, jpeg=self.jpeg)
-        out = out.float().clamp(0, 1)
+        out = used = None
+        for flips, turn in _dihedral(self.views):
+            view = lambda t: _view(t, flips, turn)  # noqa: E731
+            with torch.autocast(self.device.type, dtype=amp, enabled=use_amp):
+                o, u = self.model(view(x), None if alpha is None else view(alpha),
+                                  None if colour is None else view(colour), mode=self.mode, scale=self.scale,
+                                  jpeg=self.jpeg)
+            o, u = _unview(o.float(), flips, turn), _unview(u.float(), flips, turn)
+            out, used = (o, u) if out is None else (out + o, torch.maximum(used, u))
+        out = (out / self.views).clamp(0, 1)
         if self.scale == 1 and not self.jpeg:
             # keep the input exactly where nothing is stamped (grown by a pixel, for soft edges)
             keep = (F.max_pool2d(used.float(), 3, stride=1, padding=1) <= X1_MASK_THRESHOLD).float()

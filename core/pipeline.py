@@ -9,13 +9,14 @@ import numpy as np
 
 from . import imageio
 from .blend import luma
-from .defaults import DEFAULT_TILE, METHODS, SCALES
+from .defaults import DEFAULT_TILE, METHODS, SCALES, TTA_CPU_MAX_PIXELS
 from .dewatermark import remove_with_profile
 from .errors import KireiError
 from .models import DEFAULT_MODEL
 from .tiling import StackedGuide, run_tiled
 from .upscale import LanczosUpscaler
 
+TTA_VIEWS = 8  # all of a tile's flips and turns (core/learned.py)
 SMALLEST_TILE = 64  # out of memory: tiles are halved down to this before giving up
 
 
@@ -34,6 +35,7 @@ class Options:
     blind: bool = False  # no profile given: find the watermark and remove it (learned method only; core/blind.py)
     model: str = DEFAULT_MODEL  # a shipped model's name (core/weights) or a .safetensors path
     jpeg: bool = False  # the picture was JPEG-compressed: the model's JPEG body, if it has one
+    tta: bool = None  # run the model on the tile's 8 flips and turns and average; None: auto_tta decides
 
 
 def colour_channels(channels):
@@ -106,11 +108,21 @@ def _learned_mode(profile, options):
     return "profile" if options.blind or (profile is not None and not profile.is_empty()) else "none"
 
 
-def _learned_restorer(options, mode):
+def auto_tta(options, pixel_count, device):
+    """Whether the model runs on TTA_VIEWS views of each tile: as asked, or by default for JPEG input
+    on a GPU, and on the CPU up to TTA_CPU_MAX_PIXELS."""
+    if options.tta is not None:
+        return options.tta
+    return options.jpeg and (device.type != "cpu" or pixel_count <= TTA_CPU_MAX_PIXELS)
+
+
+def _learned_restorer(options, mode, pixel_count=0):
     from .devices import resolve_device
     from .learned import LearnedRestorer, model_for
     device = resolve_device(options.device)
-    return LearnedRestorer(model_for(device, options.model), options.scale, device, mode, jpeg=options.jpeg)
+    views = TTA_VIEWS if auto_tta(options, pixel_count, device) else 1
+    return LearnedRestorer(model_for(device, options.model), options.scale, device, mode, jpeg=options.jpeg,
+                           views=views)
 
 
 def context_pixels(options, profile=None):
@@ -128,7 +140,7 @@ def _restore_learned(pixels, profile, options, out_dtype, progress):
     if mode == "profile":
         alpha, colour = profile_for(profile, pixels.shape[2])  # grey pictures: grey colour
         guide = StackedGuide(*(np.asarray(part, np.float32) for part in (alpha[..., None], colour)))
-    restorer = _learned_restorer(options, mode)
+    restorer = _learned_restorer(options, mode, pixels.shape[0] * pixels.shape[1])
     tile = options.tile if options.scale < 4 else max(options.tile // 2, SMALLEST_TILE)  # x4: 4x the work per px
     while True:
         try:

@@ -98,7 +98,8 @@ def test_estimate_says_when_there_is_no_watermark_and_writes_nothing(tmp_path, s
 
 def test_jpeg_inputs_are_known_by_their_file_or_their_pixels(tmp_path):
     """--jpeg auto: a .jpg file, or a PNG whose pixels went through JPEG, is restored as --jpeg yes
-    restores it (the model's JPEG body); a PNG that never was a JPEG, as --jpeg no."""
+    restores it (the model's JPEG body); a PNG that never was a JPEG, as --jpeg no. --tta auto: the
+    model's 8 views for the JPEG input only."""
     from core import synth
     clean = synth.anime_picture(200, 150, seed=4).convert("RGB")
     clean.save(tmp_path / "clean.png")
@@ -116,6 +117,18 @@ def test_jpeg_inputs_are_known_by_their_file_or_their_pixels(tmp_path):
     np.testing.assert_array_equal(outs["auto"]["clean"], outs["no"]["clean"])
     np.testing.assert_array_equal(outs["auto"]["file"], outs["yes"]["file"])
     np.testing.assert_array_equal(outs["auto"]["was_jpeg"], outs["yes"]["was_jpeg"])
+
+    # --tta: by default on for JPEG input of this size, off otherwise; asked for, as asked
+    for tta in ("yes", "no"):
+        r = run_cli("restore", "--no-dewatermark", "--model", "kirei-fast", "--tta", tta, "--device", "cpu",
+                    "-o", tmp_path / f"tta-{tta}", tmp_path / "clean.png", tmp_path / "file.jpg")
+        assert r.returncode == 0, r.stderr
+        outs[f"tta-{tta}"] = {n: np.asarray(Image.open(tmp_path / f"tta-{tta}" / f"{n}.png")).astype(int)
+                              for n in ("clean", "file")}
+    np.testing.assert_array_equal(outs["tta-yes"]["file"], outs["auto"]["file"])
+    np.testing.assert_array_equal(outs["tta-no"]["clean"], outs["auto"]["clean"])
+    assert np.abs(outs["tta-no"]["file"] - outs["auto"]["file"]).mean() > 0.05
+    assert np.abs(outs["tta-yes"]["clean"] - outs["auto"]["clean"]).mean() > 0.05
 
 
 def test_one_bad_input_fails_alone(tmp_path, inputs):

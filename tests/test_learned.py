@@ -11,8 +11,9 @@ import torch
 from core import synth, weights_io
 from core.blend import stamp
 from core.errors import KireiError
-from core.learned import LearnedRestorer, model_for
-from core.pipeline import Options, restore_pixels
+from core.defaults import TTA_CPU_MAX_PIXELS
+from core.learned import LearnedRestorer, _dihedral, _unview, _view, model_for
+from core.pipeline import Options, auto_tta, restore_pixels
 from core.profile import Profile
 from core.tiling import run_tiled
 from tests.conftest import picture, quantise
@@ -128,6 +129,54 @@ def test_receptive_field_is_what_the_tiler_is_told(scene, name, scale, mode, far
     near = px.copy()
     near[y, x + 2] = 1.0 - near[y, x + 2]
     assert np.abs(r(near, guide)[block] - base[block]).max() > 1e-4
+
+
+def test_the_eight_views_are_distinct_and_each_is_undone_exactly():
+    t = torch.arange(2 * 3 * 5 * 7, dtype=torch.float32).reshape(2, 3, 5, 7)
+    views = _dihedral(8)
+    seen = {tuple(_view(t, f, r).flatten().tolist()) for f, r in views}
+    assert len(views) == len(seen) == 8
+    for f, r in views:
+        assert torch.equal(_unview(_view(t, f, r), f, r), t)
+
+
+def jpeg_of(pixels, quality):
+    from io import BytesIO
+    from PIL import Image
+    buf = BytesIO()
+    Image.fromarray(np.uint8(pixels * 255 + 0.5)).save(buf, "JPEG", quality=quality)
+    return np.asarray(Image.open(buf), np.float32) / 255.0
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_tta_brings_jpeg_input_closer_to_the_truth(scene, name):
+    """JPEG hides something different in each flip and turn: the mean of the 8 is nearer the truth."""
+    jpg = jpeg_of(scene["clean"], 75)
+    out = {tta: restore_pixels(jpg, None, Options(scale=2, method="learned", device="cpu", model=name, jpeg=True,
+                                                  tta=tta)) for tta in (False, True)}
+    gain = psnr(out[True], scene["truth"]) - psnr(out[False], scene["truth"])
+    assert gain > 0.05, gain
+
+
+def test_tta_keeps_tiles_exact_where_the_model_is_local(scene):
+    r = LearnedRestorer(model_for(CPU, "kirei-fast"), 2, CPU, "profile", jpeg=True, views=8)
+    guide = guide_of(scene["alpha"], scene["colour"])
+    whole = run_tiled(r, scene["stamped"], tile=1000, guide=guide)
+    tiled = run_tiled(r, scene["stamped"], tile=40, guide=guide)
+    one = run_tiled(LearnedRestorer(model_for(CPU, "kirei-fast"), 2, CPU, "profile", jpeg=True), scene["stamped"],
+                    tile=1000, guide=guide)
+    assert np.abs(whole - tiled).max() < 1e-4
+    assert np.abs(whole - one).mean() > 1e-4  # the views did run
+
+
+def test_tta_is_on_by_default_for_jpeg_previews_only():
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    small, large = 330 * 233, TTA_CPU_MAX_PIXELS + 1
+    assert auto_tta(Options(jpeg=True), small, cpu) and auto_tta(Options(jpeg=True), large, gpu)
+    assert not auto_tta(Options(jpeg=True), large, cpu)  # 8x the time of a large picture on a CPU
+    assert not auto_tta(Options(jpeg=False), small, gpu)
+    assert auto_tta(Options(jpeg=False, tta=True), large, cpu)
+    assert not auto_tta(Options(jpeg=True, tta=False), small, gpu)
 
 
 def test_x1_removes_the_stamp_with_a_profile_and_keeps_the_rest(scene):
