@@ -130,8 +130,8 @@ def _restore_arguments(r):
                    help="whether the inputs went through JPEG (the model then cleans its blocks and ringing "
                         "too); auto: a JPEG file, or JPEG's traces in the pixels of another")
     r.add_argument("--tta", choices=TTA_CHOICES, default="auto",
-                   help="run the model on each tile's 8 flips and turns and average them: ~0.2 dB better on JPEG "
-                        "input, 8x the model's time; auto: for JPEG input, on a GPU or up to "
+                   help="run the model on each tile's 8 flips and turns and average them: 0.2-0.5 dB better, 8x "
+                        "the model's time; auto: for JPEG input, on a GPU or up to "
                         f"{TTA_CPU_MAX_PIXELS:,} pixels")
     r.add_argument("--device", type=_device, default="auto", help=f"one of {', '.join(DEVICES)}; auto: a GPU "
                    "if there is one")
