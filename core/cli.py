@@ -126,10 +126,10 @@ def _restore_arguments(r):
     r.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME",
                    help=f"the learned model: {DEFAULT_MODEL} (best), kirei-fast (for slow machines), "
                         "or a .safetensors file; `python -m core models` lists them")
-    r.add_argument("--jpeg", choices=JPEG_CHOICES, default="auto",
+    r.add_argument("--jpeg", choices=AUTO_YES_NO, default="auto",
                    help="whether the inputs went through JPEG (the model then cleans its blocks and ringing "
                         "too); auto: a JPEG file, or JPEG's traces in the pixels of another")
-    r.add_argument("--tta", choices=TTA_CHOICES, default="auto",
+    r.add_argument("--tta", choices=AUTO_YES_NO, default="auto",
                    help="run the model on each tile's 8 flips and turns and average them: 0.2-0.5 dB better, 8x "
                         "the model's time; auto: for JPEG input, on a GPU or up to "
                         f"{TTA_CPU_MAX_PIXELS:,} pixels")
@@ -240,8 +240,8 @@ def build_parser(commands=None):
     return p
 
 
-JPEG_CHOICES = {"auto": None, "yes": True, "no": False}  # what --jpeg says of the inputs (None: look)
-TTA_CHOICES = {"auto": None, "yes": True, "no": False}  # --tta (None: pipeline.auto_tta decides)
+# --jpeg (whether the inputs went through JPEG) and --tta: None lets the engine look or decide
+AUTO_YES_NO = {"auto": None, "yes": True, "no": False}
 PICTURE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 
 
@@ -466,7 +466,7 @@ def _restore_all(plan, profile, method, args):
     blind_mode = not args.profile and not args.no_dewatermark
     blind = _blind_profiles(list(plan), method) if blind_mode else {}
     options = Options(scale=args.scale, method=method, device=args.device, tile=args.tile, blind=blind_mode,
-                      model=args.model, tta=TTA_CHOICES[args.tta])
+                      model=args.model, tta=AUTO_YES_NO[args.tta])
     failed, written = [], []
     for path, out in tqdm(plan.items(), desc="restoring", unit="picture", file=sys.stderr, disable=None):
         try:
@@ -474,7 +474,7 @@ def _restore_all(plan, profile, method, args):
             use = profile if profile is not None else blind.get(picture.size)
             if profile is not None:
                 check_profile_size(profile.size, *picture.size, name=path, profile_name=args.profile_called)
-            said = JPEG_CHOICES[args.jpeg]
+            said = AUTO_YES_NO[args.jpeg]
             if said is None and picture.format == "JPEG":
                 said = True
             jpeg = method == "learned" and went_through_jpeg(picture.pixels, said)

@@ -88,12 +88,10 @@ class LearnedRestorer:
         use_amp = self.device.type == "cuda"
         amp = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
         out = used = None
-        for flips, turn in _dihedral(self.views):
-            view = lambda t: _view(t, flips, turn)  # noqa: E731
+        for flips, turn in _dihedral(self.views):  # TTA: the mean over views (one, by default)
+            xv, av, cv = (None if t is None else _view(t, flips, turn) for t in (x, alpha, colour))
             with torch.autocast(self.device.type, dtype=amp, enabled=use_amp):
-                o, u = self.model(view(x), None if alpha is None else view(alpha),
-                                  None if colour is None else view(colour), mode=self.mode, scale=self.scale,
-                                  jpeg=self.jpeg)
+                o, u = self.model(xv, av, cv, mode=self.mode, scale=self.scale, jpeg=self.jpeg)
             o, u = _unview(o.float(), flips, turn), _unview(u.float(), flips, turn)
             out, used = (o, u) if out is None else (out + o, torch.maximum(used, u))
         out = (out / self.views).clamp(0, 1)
