@@ -8,8 +8,8 @@ waifu2x peers, in one run.
 
 Speed: wall time to restore the 14 evaluation pictures (233x330, stamped) at x2, in-process,
 uint8 in and out, for each model (kirei-2, kirei-fast): learned with the true profile and
-learned blind; kirei-2 with the profile on JPEG input (its JPEG body, and its stamp body under
-the stamp: the same pixels, taken as JPEG); then classical with the profile, Pillow's bicubic, waifu2x upconv_7 and waifu2x
+learned blind; kirei-2 with the profile on JPEG input (its JPEG body, run on each tile's 8 flips
+and turns as JPEG input is by default: TTA; the same pixels, taken as JPEG); then classical with the profile, Pillow's bicubic, waifu2x upconv_7 and waifu2x
 CUNet (../shared/peers, whole picture as one tile), all with the same torch thread count.
 Each method runs once per round, --repeat rounds, and keeps its best round: these machines are
 shared, and interleaving lets a change of load hit every method alike. Ratios are what to
