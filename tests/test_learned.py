@@ -17,6 +17,7 @@ from core.pipeline import Options, auto_tta, restore_pixels
 from core.profile import Profile
 from core.tiling import run_tiled
 from tests.conftest import picture, quantise
+from tests.hardsets import as_jpeg
 
 CPU = torch.device("cpu")
 MODES = ("none", "profile", "blind")
@@ -140,18 +141,10 @@ def test_the_eight_views_are_distinct_and_each_is_undone_exactly():
         assert torch.equal(_unview(_view(t, f, r), f, r), t)
 
 
-def jpeg_of(pixels, quality):
-    from io import BytesIO
-    from PIL import Image
-    buf = BytesIO()
-    Image.fromarray(np.uint8(pixels * 255 + 0.5)).save(buf, "JPEG", quality=quality)
-    return np.asarray(Image.open(buf), np.float32) / 255.0
-
-
 @pytest.mark.parametrize("name", SHIPPED)
 def test_tta_brings_jpeg_input_closer_to_the_truth(scene, name):
     """JPEG hides something different in each flip and turn: the mean of the 8 is nearer the truth."""
-    jpg = jpeg_of(scene["clean"], 75)
+    jpg = as_jpeg([scene["clean"]], quality=75)[0]
     out = {tta: restore_pixels(jpg, None, Options(scale=2, method="learned", device="cpu", model=name, jpeg=True,
                                                   tta=tta)) for tta in (False, True)}
     gain = psnr(out[True], scene["truth"]) - psnr(out[False], scene["truth"])
