@@ -19,7 +19,9 @@ from .weights_io import load_model
 
 _models = {}
 _lock = threading.Lock()
-VIEWS = (1, 2, 4, 8)  # how many of a tile's flips and turns the model may be run on (see restore_rgb)
+# a tile's 8 flips and quarter turns, (dims flipped, transposed), the tile as it is first: with TTA
+# the model runs on all of them and the results are averaged (see restore_rgb)
+VIEWS = [(flips, turn) for turn in (False, True) for flips in ((), (3,), (2,), (2, 3))]
 X1_MASK_THRESHOLD = 0.01  # opacity above which x1 takes the model's pixel rather than the input's
 
 
@@ -37,11 +39,6 @@ def model_for(device, name=DEFAULT_MODEL, restorer=True):
                     layer.register_forward_pre_hook(lambda *_: poll())
             _models[key] = m
         return _models[key]
-
-
-def _dihedral(views):
-    """The first `views` of the picture's 8 flips and quarter turns: (flipped dims, transposed)."""
-    return [(flips, turn) for turn in (False, True) for flips in ((), (3,), (2,), (2, 3))][:views]
 
 
 def _view(t, flips, turn):
@@ -62,13 +59,11 @@ class LearnedRestorer:
     body for that).
     """
 
-    def __init__(self, model, scale, device, mode, jpeg=False, views=1):
+    def __init__(self, model, scale, device, mode, jpeg=False, tta=False):
         if mode not in model.modes:
             raise ValueError(f"this model takes {', '.join(model.modes)}, not {mode!r}")
-        if views not in VIEWS:
-            raise ValueError(f"views must be one of {VIEWS}, not {views}")
         self.model, self.scale, self.device, self.mode, self.jpeg = model, int(scale), device, mode, jpeg
-        self.views = views
+        self.views = VIEWS if tta else VIEWS[:1]
         # x1 may keep a neighbour's input pixel (the keep mask is grown by one)
         self.receptive_field = model.receptive_field(mode, self.scale) + (1 if self.scale == 1 else 0)
         self.seam_overlap = model.seam_overlap
@@ -88,13 +83,13 @@ class LearnedRestorer:
         use_amp = self.device.type == "cuda"
         amp = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
         out = used = None
-        for flips, turn in _dihedral(self.views):  # TTA: the mean over views (one, by default)
+        for flips, turn in self.views:  # TTA: the mean over the views (one, by default)
             xv, av, cv = (None if t is None else _view(t, flips, turn) for t in (x, alpha, colour))
             with torch.autocast(self.device.type, dtype=amp, enabled=use_amp):
                 o, u = self.model(xv, av, cv, mode=self.mode, scale=self.scale, jpeg=self.jpeg)
             o, u = _unview(o.float(), flips, turn), _unview(u.float(), flips, turn)
             out, used = (o, u) if out is None else (out + o, torch.maximum(used, u))
-        out = (out / self.views).clamp(0, 1)
+        out = (out / len(self.views)).clamp(0, 1)
         if self.scale == 1 and not self.jpeg:
             # keep the input exactly where nothing is stamped (grown by a pixel, for soft edges)
             keep = (F.max_pool2d(used.float(), 3, stride=1, padding=1) <= X1_MASK_THRESHOLD).float()

@@ -16,7 +16,6 @@ from .models import DEFAULT_MODEL
 from .tiling import StackedGuide, run_tiled
 from .upscale import LanczosUpscaler
 
-TTA_VIEWS = 8  # all of a tile's flips and turns (core/learned.py)
 SMALLEST_TILE = 64  # out of memory: tiles are halved down to this before giving up
 
 
@@ -109,7 +108,7 @@ def _learned_mode(profile, options):
 
 
 def auto_tta(options, pixel_count, device):
-    """Whether the model runs on TTA_VIEWS views of each tile: as asked, or by default for JPEG input
+    """Whether the model runs on each tile's 8 flips and turns (learned.VIEWS): as asked, or by default for JPEG input
     on a GPU, and on the CPU up to TTA_CPU_MAX_PIXELS."""
     if options.tta is not None:
         return options.tta
@@ -120,9 +119,8 @@ def _learned_restorer(options, mode, pixel_count=0):
     from .devices import resolve_device
     from .learned import LearnedRestorer, model_for
     device = resolve_device(options.device)
-    views = TTA_VIEWS if auto_tta(options, pixel_count, device) else 1
     return LearnedRestorer(model_for(device, options.model), options.scale, device, mode, jpeg=options.jpeg,
-                           views=views)
+                           tta=auto_tta(options, pixel_count, device))
 
 
 def context_pixels(options, profile=None):

@@ -12,7 +12,7 @@ from core import synth, weights_io
 from core.blend import stamp
 from core.errors import KireiError
 from core.defaults import TTA_CPU_MAX_PIXELS
-from core.learned import LearnedRestorer, _dihedral, _unview, _view, model_for
+from core.learned import VIEWS, LearnedRestorer, _unview, _view, model_for
 from core.pipeline import Options, auto_tta, restore_pixels
 from core.profile import Profile
 from core.tiling import run_tiled
@@ -134,10 +134,9 @@ def test_receptive_field_is_what_the_tiler_is_told(scene, name, scale, mode, far
 
 def test_the_eight_views_are_distinct_and_each_is_undone_exactly():
     t = torch.arange(2 * 3 * 5 * 7, dtype=torch.float32).reshape(2, 3, 5, 7)
-    views = _dihedral(8)
-    seen = {tuple(_view(t, f, r).flatten().tolist()) for f, r in views}
-    assert len(views) == len(seen) == 8
-    for f, r in views:
+    seen = {tuple(_view(t, f, r).flatten().tolist()) for f, r in VIEWS}
+    assert len(VIEWS) == len(seen) == 8
+    for f, r in VIEWS:
         assert torch.equal(_unview(_view(t, f, r), f, r), t)
 
 
@@ -152,7 +151,7 @@ def test_tta_brings_jpeg_input_closer_to_the_truth(scene, name):
 
 
 def test_tta_keeps_tiles_exact_where_the_model_is_local(scene):
-    r = LearnedRestorer(model_for(CPU, "kirei-fast"), 2, CPU, "profile", jpeg=True, views=8)
+    r = LearnedRestorer(model_for(CPU, "kirei-fast"), 2, CPU, "profile", jpeg=True, tta=True)
     guide = guide_of(scene["alpha"], scene["colour"])
     whole = run_tiled(r, scene["stamped"], tile=1000, guide=guide)
     tiled = run_tiled(r, scene["stamped"], tile=40, guide=guide)
