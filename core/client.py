@@ -557,7 +557,7 @@ class Client(object):
 
     def restore(self, pixels, width, height, channels, dtype, offset=(0, 0), mask=None, mask_dtype="uint8",
                 scale=2, watermark="blind", profile=None, tile=None, progress=None, cancel=None, timeout=None,
-                image_size=None, model=None, jpeg=None, matte=False):
+                image_size=None, model=None, jpeg=None, matte=False, tta=None):
         """Restore a region; see docs/protocol.md for the meaning of each field.
 
         pixels: bytes, H x W x C little-endian of dtype ("uint8", "uint16", "float32"), alpha last.
@@ -567,6 +567,8 @@ class Client(object):
         model: the learned model's name (one the worker lists in its health answer), or None for its default.
         jpeg: whether the pixels went through JPEG (jpeg_hint of the document's file), None: the worker looks.
         matte: also ask for the opacity of the watermark taken off (Result.matte).
+        tta: True for the best pictures (the model on each tile's 8 flips and turns, averaged: about 8x the
+        time), False for one view, None: the worker decides (8 views for JPEG input where that is quick).
         progress(fraction) is called as the job advances; setting the `cancel` event cancels it.
         Returns a Result; raises a KireiClientError subclass with a message for the user.
         """
@@ -598,6 +600,8 @@ class Client(object):
             header["jpeg"] = bool(jpeg)
         if matte:
             header["matte"] = True
+        if tta is not None:
+            header["tta"] = bool(tta)
         body = pack(header, blobs)
         self.connect()
         status, _, data = self._request("POST", "/v1/jobs", body, JOB_TYPE, timeout=max(self.timeout, 60))

@@ -42,6 +42,7 @@ class JobRequest:
     model: str = DEFAULT_MODEL  # a shipped model's name, never a path: the worker names what it has
     jpeg: bool = None  # the pixels went through JPEG, as the client knows it (the document's file); None: look
     matte: bool = False  # send back the opacity of the watermark taken off
+    tta: bool = None  # the model on each tile's 8 flips and turns (True), one view (False), None: the worker decides
 
     def decode_profile(self):
         """The part of the watermark profile under the region (a core.profile.Profile), decoded: memory
@@ -110,6 +111,9 @@ def parse_job(body, max_pixels, models=()):
     matte = header.get("matte", False)
     if not isinstance(matte, bool):
         raise BadRequest(400, f"'matte' must be true or false, got {matte!r}")
+    tta = header.get("tta")
+    if tta is not None and not isinstance(tta, bool):
+        raise BadRequest(400, f"'tta' must be true or false, got {tta!r}")
     image_size = None
     if "image_size" in header:
         image_size = header["image_size"]
@@ -147,7 +151,7 @@ def parse_job(body, max_pixels, models=()):
         _check_profile_header(profile_png, image_size, max_pixels)
     return JobRequest(pixels=pixels.astype(pixels.dtype.newbyteorder("=")), mask=mask, profile_png=profile_png,
                       offset=offset, scale=scale, watermark=watermark, tile=tile, image_size=image_size,
-                      model=model, jpeg=jpeg, matte=matte)
+                      model=model, jpeg=jpeg, matte=matte, tta=tta)
 
 
 def _check_pixels(name, width, height, max_pixels):

@@ -159,7 +159,7 @@ class Worker:
                                     profile=r.decode_profile() if r.watermark == "profile" else None,
                                     options=Options(scale=r.scale, method=method, device=self.device.type,
                                                     tile=r.tile or Options.tile, blind=r.watermark == "blind",
-                                                    model=r.model, jpeg=jpeg),
+                                                    model=r.model, jpeg=jpeg, tta=r.tta),
                                     progress=progress, report=found.append, matte=r.matte)
             notice = BLIND_NOTICE if r.watermark == "blind" and method == "classic" else None
             if found:  # blind: what was found, as a sentence the plugins show

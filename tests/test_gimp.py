@@ -38,7 +38,8 @@ def _write_cases(work):
     grey = np.rint(stamped.mean(axis=2) * 255).astype(np.uint8)
     Image.fromarray(grey, "L").save(os.path.join(work, "grey8.png"))
     cases = [
-        {"name": "rgba8_whole_x2", "input": "rgba8.png", "format": "R'G'B'A u8", "scale": 2, "watermark": "none"},
+        {"name": "rgba8_whole_x2", "input": "rgba8.png", "format": "R'G'B'A u8", "scale": 2, "watermark": "none",
+         "tta": True},  # "Best quality": the model on 8 views
         {"name": "rgba8_selection_profile_x2", "input": "rgba8.png", "format": "R'G'B'A u8", "scale": 2,
          "watermark": "profile", "profile": "profile.png", "selection": [8, 6, 40, 30], "soft": [8, 30, 40, 6],
          "matte": True},
@@ -64,7 +65,7 @@ def _expected(case, src, work):
         mask = full[y:y1, x:x1]
     profile = load_profile(os.path.join(work, case["profile"])) if case.get("profile") else None
     return restore_region(src[y:y1, x:x1], offset=(int(x), int(y)), mask=mask, profile=profile,
-                          options=Options(scale=s), matte=bool(case.get("matte")))
+                          options=Options(scale=s, tta=case.get("tta")), matte=bool(case.get("matte")))
 
 
 def _write_named_sets(work, watermark):
@@ -133,6 +134,8 @@ def test_plugin_in_real_gimp3(version, tmp_path, monkeypatch, watermark):
         assert info["size"] == [w, h], case["name"]
         got = np.fromfile(os.path.join(work, case["name"] + ".out"), src.dtype).reshape(want.pixels.shape)
         np.testing.assert_array_equal(got, want.pixels, err_msg=case["name"])
+        if case.get("tta"):  # the setting reached the worker: one view would differ
+            assert (_expected(dict(case, tta=False), src, work).pixels != got).any(), case["name"]
         if case.get("matte"):  # the watermark taken off, as the new layer's mask (turned off)
             got = np.fromfile(os.path.join(work, case["name"] + ".matte"), np.uint8).reshape(h, w)
             np.testing.assert_array_equal(got, want.matte, err_msg=case["name"])

@@ -43,6 +43,9 @@ def _write(folder, seen_as):
          "profile": seen_as + "/not-there.png", "stored": "studio"},
         {"name": "rgb_blind_x2_fast", "bpp": 3, "pixels": seen_as + "/rgb.raw", "scale_index": 1, "mode_index": 0,
          "model_index": 1},
+        # "Best quality": the model on 8 views
+        {"name": "rgb_whole_x2_best", "bpp": 3, "pixels": seen_as + "/rgb.raw", "scale_index": 1, "mode_index": 2,
+         "model_index": 1, "best": True},
         # an image opened from a JPEG file: its job says so, and the model's JPEG body runs
         {"name": "rgb_from_a_jpeg_file_x2", "bpp": 3, "pixels": seen_as + "/rgb.raw", "scale_index": 1,
          "mode_index": 2, "model_index": 1, "filename": "/pictures/preview.JPG"},
@@ -61,9 +64,10 @@ def _check(output, folder, sources, cases):
     reg = res["registered"]
     assert reg["menu"] == "<Image>/Filters/Enhance" and reg["label"] == "Kirei: Remove Watermark & Upscale..."
     assert reg["types"] == "RGB*, GRAY*"
-    assert reg["params"] == ["image", "drawable", "scale", "watermark", "profile", "model", "stored"]
+    assert reg["params"] == ["image", "drawable", "scale", "watermark", "profile", "model", "stored", "best"]
     assert reg["stored_label"] == "Stored profile, by name (instead of the file): studio"  # read from the store
     assert reg["models"] == ["kirei-2 (best)", "kirei-fast (for slow machines)"]
+    assert reg["best"] == ["Best quality (8 views: about 8x slower)", False]  # off unless asked for
     profile = load_profile(os.path.join(folder, "profile.png"))
     for case in cases:
         got = res["cases"][case["name"]]
@@ -82,14 +86,17 @@ def _check(output, folder, sources, cases):
             x, y, x1, y1 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
             mask = full[y:y1, x:x1]
 
-        def engine(model, jpeg="filename" in case):
+        def engine(model, jpeg="filename" in case, tta=case.get("best") or None):
             return restore_region(src[y:y1, x:x1], offset=(int(x), int(y)), mask=mask,
                                   profile=profile if case["mode_index"] == 1 else None,
-                                  options=Options(scale=s, blind=case["mode_index"] == 0, model=model, jpeg=jpeg))
+                                  options=Options(scale=s, blind=case["mode_index"] == 0, model=model, jpeg=jpeg,
+                                                  tta=tta))
         want = engine(model)
         assert got["sha256"] == hashlib.sha256(want.pixels.tobytes()).hexdigest(), case["name"]
         if model != "kirei-2":  # the chosen model ran, not the default
             assert got["sha256"] != hashlib.sha256(engine("kirei-2").pixels.tobytes()).hexdigest(), case["name"]
+        if case.get("best"):  # 8 views, not one
+            assert got["sha256"] != hashlib.sha256(engine(model, tta=False).pixels.tobytes()).hexdigest()
         if "filename" in case:  # the JPEG body ran, not the clean one
             assert got["sha256"] != hashlib.sha256(engine(model, jpeg=False).pixels.tobytes()).hexdigest()
         assert got["offsets"] == list(want.offset) and got["size"] == [want.pixels.shape[1], want.pixels.shape[0]]

@@ -120,7 +120,7 @@ def _write_cases(io):
         {"name": "u16_profile_x1", "pixels": "rgba16.raw", "depth": "U16", "scale": 1, "watermark": "profile",
          "profile": "profile.png"},
         {"name": "u16_selection_x2", "pixels": "rgba16.raw", "depth": "U16", "scale": 2, "watermark": "none",
-         "selection": [[20, 10, 30, 20, 255]]},
+         "selection": [[20, 10, 30, 20, 255]], "tta": True},  # "Best quality": the model on 8 views
     ]
     for c in cases:
         c.update(width=w, height=h)
@@ -143,7 +143,7 @@ def _expected(case, src, io):
         mask = mask[y:y1, x:x1]
     profile = load_profile(os.path.join(io, case["profile"])) if case.get("profile") else None
     res = restore_region(src[y:y1, x:x1], offset=(int(x), int(y)), mask=mask, profile=profile,
-                         options=Options(scale=s), matte=bool(case.get("matte")))
+                         options=Options(scale=s, tta=case.get("tta")), matte=bool(case.get("matte")))
     canvas = np.zeros((h * s, w * s, 4), src.dtype)
     ox, oy = res.offset
     canvas[oy:oy + res.pixels.shape[0], ox:ox + res.pixels.shape[1]] = res.pixels
@@ -248,6 +248,8 @@ def test_plugin_in_kritarunner(version, krita_worker, cli_profiles, watermark, t
             case["height"] * s, case["width"] * s, 4)
         want, res = _expected(case, src, io)
         np.testing.assert_array_equal(got, want, err_msg=case["name"])
+        if case.get("tta"):  # the setting reached the worker: one view would differ
+            assert (_expected(dict(case, tta=False), src, io)[0] != got).any(), case["name"]
         info = json.load(open(os.path.join(io, case["name"] + ".json")))
         assert info["type"] == "paintlayer" and info["layer"].startswith("Kirei")
         assert info["depth"] == case["depth"]

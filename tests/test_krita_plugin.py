@@ -316,6 +316,35 @@ def test_the_mask_check_box_is_saved_and_asks_the_worker_where_krita_can_make_ma
         app.writeSetting("kirei", "matte", "False")
 
 
+def test_the_best_quality_box_is_saved_and_asks_the_worker_for_eight_views(monkeypatch):
+    """Checked, the box is saved and the job's header asks for "tta": true; unchecked, the header
+    says nothing and the worker decides."""
+    from kirei import kirei_client
+    KireiDocker, _ = _plugin()
+    app = krita.Krita.instance()
+    headers = []
+    real_pack = kirei_client.pack
+    monkeypatch.setattr(kirei_client, "pack", lambda header, blobs=(): headers.append(header) or real_pack(header, blobs))
+    d, _ = _doc(32, 24, seed=10)
+    d.setActiveNode(d.nodeByName("Background"))
+    app.setActiveDocument(d)
+    app.writeSetting("kirei", "mode", "none")
+    try:
+        docker = KireiDocker()
+        assert not docker.best.isChecked() and not docker.controller.best
+        for on in (True, False):
+            docker.best.setChecked(on)
+            assert app.readSetting("kirei", "best", "") == str(on) and docker.controller.best is on
+            assert docker.controller.restore()
+            _wait(docker.controller)
+            assert "Done in" in docker.findChild(QLabel, "kirei_message").text()
+        assert [h.get("tta") for h in headers if "width" in h] == [True, None]
+        docker.best.setChecked(True)
+        assert KireiDocker().best.isChecked()  # the saved state, in the next docker
+    finally:
+        app.writeSetting("kirei", "best", "False")
+
+
 def test_offered_models():
     from kirei.controller import offered_models
     assert offered_models() == offered_models({"version": "old"}) == [

@@ -111,6 +111,30 @@ def test_a_job_that_asks_for_the_matte_gets_the_opacity_taken_off(worker, scene)
     assert status == 400 and "'matte' must be true or false" in json.loads(data)["error"]
 
 
+def test_a_job_asks_for_eight_views_or_one_or_lets_the_worker_decide(worker):
+    """"tta": true runs the model on the 8 flips and turns (the engine's tta=True), false on one view;
+    without it the worker decides as the engine does (JPEG input this small: 8 views; clean: one).
+    Anything but a bool is refused."""
+    px = (picture(36, 28, seed=5) * 255).astype(np.uint8)
+    c = worker.client()
+
+    def ask(**kw):
+        return _result_array(c.restore(px.tobytes(), 36, 28, 3, "uint8", scale=2, watermark="none", **kw))
+
+    def engine(**kw):
+        return restore_region(px, options=Options(scale=2, **kw)).pixels
+
+    best = ask(tta=True)
+    np.testing.assert_array_equal(best, engine(tta=True))
+    np.testing.assert_array_equal(ask(), engine(tta=False))
+    assert np.abs(best.astype(int) - ask().astype(int)).max() > 0
+    np.testing.assert_array_equal(ask(jpeg=True), engine(jpeg=True, tta=True))
+    np.testing.assert_array_equal(ask(jpeg=True, tta=False), engine(jpeg=True, tta=False))
+    body = kc.pack({"width": 2, "height": 2, "channels": 3, "dtype": "uint8", "tta": 1}, [bytes(12)])
+    status, data = _raw(worker, "POST", "/v1/jobs", body, headers={"Content-Type": kc.JOB_TYPE})
+    assert status == 400 and "'tta' must be true or false" in json.loads(data)["error"]
+
+
 def test_a_job_runs_the_model_it_names(worker):
     """"model": kirei-fast runs kirei-fast (the engine's own answer with that model), not the default."""
     px = (picture(36, 28, seed=4) * 255).astype(np.uint8)

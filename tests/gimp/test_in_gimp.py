@@ -68,7 +68,8 @@ def test_restore(case):
             with open("/project/%s.mask" % case["name"], "wb") as fh:
                 fh.write(_read(sel, "Y u8"))
         before = _read(src, fmt)
-        settings = {"scale": str(case["scale"]), "watermark": case["watermark"], "matte": bool(case.get("matte"))}
+        settings = {"scale": str(case["scale"]), "watermark": case["watermark"], "matte": bool(case.get("matte")),
+                    "best-quality": bool(case.get("tta"))}
         if case.get("profile"):
             settings["profile"] = "/project/" + case["profile"]
         result = _run(image, src, **settings)
@@ -200,8 +201,8 @@ def test_the_window_s_cancel_button_stops_the_run(monkeypatch):
     try:
         before = _state(image)
 
-        def send(job, client, scale, mode, profile, progress=None, cancel=None, model=None,
-                 matte=False):  # waits for Cancel
+        def send(job, client, scale, mode, profile, progress=None, cancel=None, model=None, matte=False,
+                 best=False):  # waits for Cancel
             progress(0.5)
             cancel.wait()
             raise plugin.Cancelled("Cancelled" + plugin.UNCHANGED)
@@ -389,7 +390,8 @@ def test_the_dialog_offers_the_stored_profiles_and_remembers_the_settings():
     def choose(combo):
         combo.set_active_id("cli-studio")
         config.set_property("scale", "1")  # what the Scale widget does
-        config.set_property("matte", True)  # and the mask's check box
+        config.set_property("matte", True)  # and the check boxes
+        config.set_property("best-quality", True)
         return Gtk.ResponseType.OK
     seen = answer(choose)
     assert plugin.restore_dialog(_proc(), config)
@@ -398,10 +400,11 @@ def test_the_dialog_offers_the_stored_profiles_and_remembers_the_settings():
     assert config.get_property("profile") == "cli-studio"
     assert plugin.remembered_settings()["profile"] == "cli-studio"
     assert plugin.remembered_settings()["matte"] is True
+    assert plugin.remembered_settings()["best-quality"] is True
 
     again = _proc().create_config()
     assert again.get_property("scale") == "2"
     seen = answer(lambda combo: Gtk.ResponseType.CANCEL)
     assert not plugin.restore_dialog(_proc(), again)
     assert seen[0][1] == "cli-studio" and again.get_property("scale") == "1"  # the last settings
-    assert again.get_property("matte") is True
+    assert again.get_property("matte") is True and again.get_property("best-quality") is True

@@ -23,9 +23,10 @@ def main():
         job = json.load(fh)
     out = {"python": sys.version.split()[0]}
     proc = gimpfu.registered["python-fu-kirei-restore"]
+    params = dict((p[1], p) for p in proc["params"])
     out["registered"] = {"menu": proc["menu"], "label": proc["label"], "types": proc["imagetypes"],
-                         "params": [p[1] for p in proc["params"]], "models": proc["params"][-2][4],
-                         "stored_label": proc["params"][-1][2]}
+                         "params": [p[1] for p in proc["params"]], "models": params["model"][4],
+                         "stored_label": params["stored"][2], "best": params["best"][2:]}
     run = proc["function"]
     out["cases"] = {}
     for case in job["cases"]:
@@ -47,7 +48,7 @@ def main():
                 image.selection._data[yy * w + x:yy * w + x + sw] = b"\x80" * sw
         before = bytes(src._data)
         run(image, src, case["scale_index"], case["mode_index"], case.get("profile", ""), case.get("model_index", 0),
-            case.get("stored", ""))
+            case.get("stored", ""), case.get("best", False))
         new = image.layers[0]
         out["cases"][case["name"]] = {
             "layers": [l.name for l in image.layers], "offsets": list(new.offsets), "size": [new.width, new.height],

@@ -66,7 +66,8 @@ def test_restore_case(name, client):
         profile = os.path.join(IO, case["profile"]) if case.get("profile") else None
         seen = []
         layer = restore_now(client, doc, src, scale=case["scale"], watermark=case["watermark"], profile=profile,
-                            progress=seen.append, matte=bool(case.get("matte")) and masks_supported())
+                            progress=seen.append, matte=bool(case.get("matte")) and masks_supported(),
+                            best=bool(case.get("tta")))
         s = case["scale"]
         assert (doc.width(), doc.height()) == (w * s, h * s)
         names = [n.name() for n in doc.rootNode().childNodes()]

@@ -28,10 +28,10 @@ from gi.repository import Gegl, GLib, GObject, Gimp  # noqa: E402
 
 import kirei_client  # noqa: E402
 from kirei_client import layer_name, what_changed  # noqa: E402
-from kirei_common import (BLURB, DEFAULT_MODE, DEFAULT_MODEL, DEFAULT_SCALE, HELP, MATTE_HELP,  # noqa: E402
+from kirei_common import (BEST_HELP, BEST_LABEL, BLURB, DEFAULT_MODE, DEFAULT_MODEL, DEFAULT_SCALE, HELP, MATTE_HELP,  # noqa: E402
                           MATTE_LABEL, MEASURE_BLURB, MEASURE_HELP, MEASURE_LABEL, MEASURE_PROC, MENU_LABEL, MENU_PATH, MODE_LABELS, MODEL_LABELS,
                           MODELS, MODES, PROC_NAME, SCALES, SOURCE_LABELS, SOURCES, UNCHANGED, Cancelled, Changes,
-                          PluginError, check_profile_name, check_result, check_settings, default_profile_name,
+                          SWITCHES, PluginError, check_profile_name, check_result, check_settings, default_profile_name,
                           profile_file, region, remember_settings, remembered_settings, restore, stored_profiles)
 
 # image precision -> (babl sample type, the worker's dtype)
@@ -97,6 +97,7 @@ class KireiPlugIn(Gimp.PlugIn):
         proc.add_choice_argument("model", "_Model", "The learned model: kirei-2 is the best, kirei-fast quicker",
                                  _choice(list(zip(MODELS, MODEL_LABELS))), DEFAULT_MODEL, flags)
         proc.add_boolean_argument("matte", MATTE_LABEL, MATTE_HELP, False, flags)
+        proc.add_boolean_argument("best-quality", BEST_LABEL, BEST_HELP, False, flags)
         return proc
 
     def run(self, procedure, run_mode, image, drawables, config, data):
@@ -110,13 +111,14 @@ class KireiPlugIn(Gimp.PlugIn):
             mode = config.get_property("watermark")
             profile = config.get_property("profile") or None
             model, matte = config.get_property("model"), config.get_property("matte")
+            best = config.get_property("best-quality")
             check_settings(scale, mode, profile, model)
             profile = profile_file(profile) if mode == "profile" else None
             if not isinstance(drawable, Gimp.Layer) or drawable.is_group():
                 raise PluginError("Kirei works on layers; select a layer (not a mask, channel or group).")
             restore_image(image, drawable, scale, mode, profile,
                           wait_with_progress if run_mode == Gimp.RunMode.NONINTERACTIVE else wait_in_window, model,
-                          matte)
+                          matte, best)
         except Cancelled:
             return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
         except PluginError as e:
@@ -240,7 +242,7 @@ def restore_dialog(procedure, config):
     for key, value in remembered_settings().items():
         config.set_property(key, value)
     dialog = GimpUi.ProcedureDialog.new(procedure, config, "Kirei")
-    dialog.fill(["scale", "watermark", "model", "matte"])
+    dialog.fill(["scale", "watermark", "model", "matte", "best-quality"])
     profiles = ProfileChooser(config.get_property("profile"))
     label = Gtk.Label(label=worker_line())
     label.set_line_wrap(True)
@@ -250,8 +252,8 @@ def restore_dialog(procedure, config):
     ok = dialog.run()
     if ok:
         config.set_property("profile", profiles.value())
-        remember_settings(**dict((k, config.get_property(k)) for k in ("scale", "watermark", "model", "profile",
-                                                                        "matte")))
+        remember_settings(**dict((k, config.get_property(k)) for k in ("scale", "watermark", "model", "profile")
+                                 + SWITCHES))
     dialog.destroy()
     return ok
 
@@ -278,11 +280,11 @@ class Job(object):
         source = image.get_file()  # the file it was opened from (a Gio.File), or None for a new image
         self.jpeg = kirei_client.jpeg_hint(source.get_path() if source is not None else None)
 
-    def send(self, client, scale, mode, profile, progress=None, cancel=None, model=None, matte=False):
+    def send(self, client, scale, mode, profile, progress=None, cancel=None, model=None, matte=False, best=False):
         """The worker's part: may run on any thread, touches nothing of GIMP's."""
         return restore(client, self.pixels, self.width, self.height, self.channels, self.dtype, self.offset,
                        self.mask, scale, mode, profile, self.size, progress=progress, cancel=cancel, model=model,
-                       jpeg=self.jpeg, matte=matte)
+                       jpeg=self.jpeg, matte=matte, best=best)
 
 
 def _layer_there(image, drawable):
@@ -434,17 +436,18 @@ def wait_with_progress(run):
     return run.outcome(poll=lambda: Gimp.progress_update(run.progress))
 
 
-def restore_image(image, drawable, scale, mode, profile, wait=wait_with_progress, model=None, matte=False):
+def restore_image(image, drawable, scale, mode, profile, wait=wait_with_progress, model=None, matte=False,
+                  best=False):
     """The whole run: read, send (wait(run) waits for it), and change the image. A PluginError
     (a cancel included: kirei_client.Cancelled's message) leaves the image as it was. model: the
     learned model's name, None for the worker's default; matte: the watermark taken off becomes
-    the new layer's mask (turned off)."""
+    the new layer's mask (turned off); best: the model on 8 views (best quality, about 8x slower)."""
     job = Job(image, drawable)
     Gimp.progress_init("Kirei: restoring...")
     try:
         client = kirei_client.Client.from_environment()
         result = wait(Run(lambda cancel, progress: job.send(client, scale, mode, profile, progress, cancel,
-                                                                       model, matte)))
+                                                            model, matte, best)))
         layer = apply_result(image, drawable, job, result, scale, mode)
     except kirei_client.KireiClientError as e:
         raise PluginError(str(e))

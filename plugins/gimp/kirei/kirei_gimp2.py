@@ -15,12 +15,12 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from gimpfu import (GRAYA_IMAGE, NORMAL_MODE, PF_DRAWABLE, PF_FILE, PF_IMAGE, PF_OPTION, PF_STRING,  # noqa: E402
+from gimpfu import (GRAYA_IMAGE, NORMAL_MODE, PF_DRAWABLE, PF_FILE, PF_IMAGE, PF_OPTION, PF_STRING, PF_TOGGLE,  # noqa: E402
                     RGBA_IMAGE, gimp, main, pdb, register)
 
 import kirei_client  # noqa: E402
 from kirei_client import layer_name, what_changed  # noqa: E402
-from kirei_common import (BLURB, DEFAULT_MODE, DEFAULT_MODEL, DEFAULT_SCALE, HELP, MENU_LABEL, MENU_PATH,  # noqa: E402
+from kirei_common import (BEST_LABEL, BLURB, DEFAULT_MODE, DEFAULT_MODEL, DEFAULT_SCALE, HELP, MENU_LABEL, MENU_PATH,  # noqa: E402
                           MODE_LABELS, MODEL_LABELS, MODELS, MODES, PROC_NAME, SCALES, UNCHANGED, Changes, PluginError,
                           check_result, check_settings, profile_file, region, restore, stored_profiles)
 
@@ -58,7 +58,7 @@ def _what_changed(image, drawable, size_then):
 
 
 def kirei_restore(image, drawable, scale_index=SCALES.index(DEFAULT_SCALE), mode_index=MODES.index(DEFAULT_MODE),
-                  profile="", model_index=MODELS.index(DEFAULT_MODEL), stored=""):
+                  profile="", model_index=MODELS.index(DEFAULT_MODEL), stored="", best=False):
     try:
         scale, mode, model = SCALES[scale_index], MODES[mode_index], MODELS[model_index]
         profile = (stored or "").strip() or profile  # a stored profile's name wins over the file
@@ -78,7 +78,7 @@ def kirei_restore(image, drawable, scale_index=SCALES.index(DEFAULT_SCALE), mode
         gimp.progress_init("Kirei: restoring...")
         result = restore(kirei_client.Client.from_environment(), pixels, rw, rh, channels, "uint8",
                          (lx + rx, ly + ry), mask, scale, mode, profile, size_then, progress=gimp.progress_update,
-                         model=model, jpeg=kirei_client.jpeg_hint(image.filename))
+                         model=model, jpeg=kirei_client.jpeg_hint(image.filename), best=bool(best))
         _apply(image, drawable, size_then, (lx + rx, ly + ry, rw, rh), result, scale, mode, channels)
     except PluginError as e:
         gimp.message("Kirei: %s" % e)
@@ -134,6 +134,7 @@ register(
         # number as profiles come and go, so the name is typed; the label lists them (read at each run)
         (PF_STRING, "stored", "Stored profile, by name (instead of the file): %s" % (
             ", ".join(name for name, _ in stored_profiles()) or "none yet (python -m core estimate --save NAME)"), ""),
+        (PF_TOGGLE, "best", BEST_LABEL.replace("_", ""), False),
     ],
     [],
     kirei_restore,

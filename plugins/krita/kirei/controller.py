@@ -85,6 +85,12 @@ class Controller(QObject):
         (where this Krita can make one)."""
         return self.setting("matte", False) == "True" and masks_supported()
 
+    @property
+    def best(self):
+        """Whether the model runs on 8 views of each tile (best quality, about 8x the time); else the
+        worker decides (8 views for JPEG input where that is quick)."""
+        return self.setting("best", False) == "True"
+
     # ------------------------------------------------------------ the worker
     def _client(self):
         """The client of the next run. GUI thread only: no other thread touches self.client."""
@@ -116,7 +122,7 @@ class Controller(QObject):
         k = Krita.instance()
         doc = doc or k.activeDocument()
         node = node or (doc.activeNode() if doc is not None else None)
-        scale, mode, model, matte = self.scale, self.mode, self.model, self.matte
+        scale, mode, model, matte, best = self.scale, self.mode, self.model, self.matte, self.best
         try:
             profile = self.profile_file() if mode == "profile" else None
             region = read_region(doc, node)
@@ -126,7 +132,7 @@ class Controller(QObject):
             return False
         context = (doc, node, region, scale, mode)
         self._start("restore", context, lambda cancel: send(client, region, scale, mode, profile,
-                                                            self.progress.emit, cancel, model, matte))
+                                                            self.progress.emit, cancel, model, matte, best))
         return True
 
     def estimate(self, pictures, name, replace=False):

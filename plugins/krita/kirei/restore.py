@@ -187,19 +187,20 @@ def apply_result(doc, node, region, result, scale, name):
 
 
 def restore_now(client, doc, node, scale=2, watermark="blind", profile=None, progress=None, cancel=None, model=None,
-                matte=False):
+                matte=False, best=False):
     """The whole run, synchronously (scripts and tests; the docker runs the middle step off the GUI thread)."""
     region = read_region(doc, node)
-    result = send(client, region, scale, watermark, profile, progress, cancel, model, matte)
+    result = send(client, region, scale, watermark, profile, progress, cancel, model, matte, best)
     return apply_result(doc, node, region, result, scale, layer_name(scale, watermark))
 
 
-def send(client, region, scale, watermark, profile, progress=None, cancel=None, model=None, matte=False):
+def send(client, region, scale, watermark, profile, progress=None, cancel=None, model=None, matte=False, best=False):
     """The worker's part: may run on any thread, touches no Krita object. model: None for the worker's
-    default; matte: ask for the watermark taken off, which apply_result adds as a mask."""
+    default; matte: ask for the watermark taken off, which apply_result adds as a mask; best: the model
+    on 8 views (best quality, about 8x slower), else as the worker decides."""
     if matte and not masks_supported():
         raise KireiError("Adding the watermark taken off as a mask needs Krita 5.2 or later" + UNCHANGED)
     return client.restore(region.pixels, region.width, region.height, region.channels, region.dtype,
                           offset=(region.x, region.y), mask=region.mask, scale=scale, watermark=watermark,
                           profile=profile, image_size=region.canvas, progress=progress, cancel=cancel,
-                          model=model, jpeg=region.jpeg, matte=matte)
+                          model=model, jpeg=region.jpeg, matte=matte, tta=True if best else None)
