@@ -15,15 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from .blend import invert
-from .estimate import FOUND_AREA, FOUND_OPACITY, roughness_map, stamp_edges, stamp_parts
+from .estimate import FOUND_AREA, FOUND_OPACITY, judged_parts, roughness_map, stamp_edges
 from .profile import Profile
 
 FINDER = "stamp-finder"  # core/weights/stamp-finder.safetensors
 MIN_PART_GAIN = 0.4  # how much smoother a part's edges must get: one picture has no set to confirm it, and
 # at 0.1-0.3 the finder's false finds on clean previews passed (0.4: none of the 14 public ones)
 MAX_PART_CLIPPED, CLIP_MARGIN = 0.1, 0.03  # share of a part's pixels its removal may push out of range
-MIN_PART_PIXELS = 24  # parts smaller than this (in the finder's view) are too small to judge alone
-SMALL_PART_REACH = 4  # px: how near a judged part a small one must be to go with it
 
 
 @dataclass
@@ -91,15 +89,10 @@ def _checked(view, alpha, colour):
 
     Each connected part (a letter, a logo, a false find) is judged on its own, so that the
     picture's own text or frame taken for a stamp beside a real one is not taken away with it.
-    Parts too small to judge (a dot, a speck of a stroke) go with the judged parts beside them."""
-    import scipy.ndimage as ndi
+    Parts too small to judge go with the judged parts beside them (estimate.judged_parts)."""
     rough = roughness_map(view)
-    kept = np.zeros(alpha.shape, bool)
-    small = np.zeros(alpha.shape, bool)
-    for box, core, part in stamp_parts(alpha):
-        if core.sum() < MIN_PART_PIXELS:
-            small[box] |= core
-            continue
+
+    def natural(box, core, part):
         a = np.where(part, alpha[box], 0.0)
         edges = stamp_edges(a)
         back = invert(view[box], a, colour[box])
@@ -107,10 +100,9 @@ def _checked(view, alpha, colour):
         # taken for one is "removed" from white to beyond white
         clipped = ((back < -CLIP_MARGIN) | (back > 1 + CLIP_MARGIN)).any(-1)[part].mean()
         after = roughness_map(np.clip(back, 0.0, 1.0))
-        if clipped <= MAX_PART_CLIPPED and \
-                1.0 - after[edges].sum() / max(rough[box][edges].sum(), 1e-6) >= MIN_PART_GAIN:
-            kept[box] |= part
-    return kept | (small & ndi.binary_dilation(kept, iterations=SMALL_PART_REACH))
+        return clipped <= MAX_PART_CLIPPED and \
+            1.0 - after[edges].sum() / max(rough[box][edges].sum(), 1e-6) >= MIN_PART_GAIN
+    return judged_parts(alpha, natural)
 
 
 def _resize(x, width, height):

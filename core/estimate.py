@@ -535,6 +535,27 @@ def stamp_parts(alpha, soft_edge=2):
         yield box, part, ndi.binary_dilation(part, iterations=soft_edge)
 
 
+MIN_PART_PIXELS = 24  # parts of a stamp smaller than this are too small to judge alone (a dot, a speck)
+SMALL_PART_REACH = 4  # px: how near a judged part a small one must be to go with it
+
+
+def judged_parts(alpha, judge):
+    """Where the parts of a stamp (stamp_parts) that `judge(box, core, part)` keeps lie (H x W bool).
+
+    Parts smaller than MIN_PART_PIXELS are not judged alone: a few pixels' removal can't say
+    whether they are a stamp's. They go with the judged parts beside them (an i's dot with its
+    stroke); alone, they are specks of the pictures' own edges that too few pictures told apart.
+    """
+    kept = np.zeros(alpha.shape, bool)
+    small = np.zeros(alpha.shape, bool)
+    for box, core, part in stamp_parts(alpha):
+        if core.sum() < MIN_PART_PIXELS:
+            small[box] |= core
+        elif judge(box, core, part):
+            kept[box] |= part
+    return kept | (small & ndi.binary_dilation(kept, iterations=SMALL_PART_REACH))
+
+
 # px: a part of the stamp that lies this near the picture's edge only is not one: there each pixel
 # has neighbours on one side only, and the naturalness of the recovered pictures can't tell a stamp
 # from the pictures' own edge along the border (an outline that most of them end on)
@@ -553,17 +574,16 @@ def _agreed(stack, weights, alpha, color):
     carrying = removal_gains(stack, Profile(alpha=alpha, color=color)) > 0
     if carrying.sum() >= MIN_PICTURES:  # pictures without the stamp would vote against every part
         stack, weights = stack[carrying], weights[carrying]
-    keep = np.zeros(alpha.shape, bool)
     inner = np.zeros(alpha.shape, bool)
     inner[BORDER:-BORDER, BORDER:-BORDER] = True
-    for box, core, part in stamp_parts(alpha):
+
+    def agreed(box, core, part):
         if not inner[box][core].any():
-            continue  # a thin band along the picture's edge: see BORDER
+            return False  # a thin band along the picture's edge: see BORDER
         a = np.where(part, alpha[box], 0.0)
         if not stamp_edges(a).any():
-            continue
+            return False
         gains = removal_gains(stack[(slice(None),) + box], Profile(alpha=a, color=color[box]))
         votes = weights[(slice(None),) + box][:, part].mean(1)
-        if (votes * (gains > 0)).sum() >= MIN_AGREEMENT * votes.sum():
-            keep[box] |= part
-    return np.where(keep, alpha, 0.0)
+        return (votes * (gains > 0)).sum() >= MIN_AGREEMENT * votes.sum()
+    return np.where(judged_parts(alpha, agreed), alpha, 0.0)

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from core.estimate import (Estimate, check_estimate, estimate_profile, held_out_gain, poisson_reconstruct, preview,
-                           repeat_weights, weighted_median)
+from core.estimate import (Estimate, check_estimate, estimate_profile, held_out_gain, judged_parts,
+                           poisson_reconstruct, preview, repeat_weights, weighted_median)
 from core.defaults import MIN_PICTURES
 from core.errors import KireiError
 from core.profile import Profile
@@ -150,6 +150,39 @@ def test_a_shared_backgrounds_own_edges_are_not_taken_for_the_stamp():
     assert beside.sum() < 0.05 * (hs.alpha > 0.05).sum(), beside.sum()
 
 
+def test_parts_too_small_to_judge_go_with_the_judged_part_beside_them_or_not_at_all():
+    """A letter's dot goes with its letter: kept where the letter is, dropped where it isn't; a
+    speck far from any kept part is dropped; the judge sees only the parts big enough to judge."""
+    alpha = np.zeros((40, 60), np.float32)
+    alpha[10:20, 10:20] = 0.4  # a letter (100 px)
+    alpha[6:8, 14:16] = 0.4  # its dot, 2 px above it
+    alpha[30:33, 45:48] = 0.4  # a speck far away
+    alpha[25:35, 25:30] = 0.4  # another letter (50 px), judged apart
+    judged = []
+
+    def judge(box, core, part):
+        judged.append(int(core.sum()))
+        return core.sum() == 100
+    kept = judged_parts(alpha, judge)
+    assert sorted(judged) == [50, 100]
+    assert kept[10:20, 10:20].all() and kept[6:8, 14:16].all()
+    assert not kept[30:33, 45:48].any() and not kept[25:35, 25:30].any()
+    assert not judged_parts(alpha, lambda *part: False).any()
+
+
+def test_specks_that_few_pictures_witness_are_not_taken_for_the_stamp():
+    """Over a shared background, the characters' heads differ in two or three pictures only: a few
+    pixels of their outlines there passed the vote as stamp parts, and printed ghosts on every
+    picture (0.5 dB of the set's 0.63 behind the true profile). Too small to judge alone, far
+    from the stamp's letters, they are dropped now."""
+    import scipy.ndimage as ndi
+    hs = hard_set("shared-background", "white-bold")
+    found = estimate_profile(hs.stamped)
+    assert found.usable, found.summary()
+    far = (found.profile.alpha > 0.01) & ~ndi.binary_dilation(hs.alpha > 0.01, iterations=3)
+    assert far.sum() == 0, far.sum()  # 34 pixels of opacity before
+
+
 def test_the_report_says_what_was_found():
     hs = hard_set("frame", "white-bold", size=SMALL)
     stack = np.stack(hs.stamped)
@@ -196,11 +229,12 @@ def test_a_set_without_a_stamp_is_said_to_have_none(kind):
 def test_a_faint_find_must_hold_on_pictures_it_was_not_measured_from(stamped_set):
     """Clean pictures can yield a faint "stamp" made of some pictures' own edges, which smooths
     those pictures a little; measured from half of the set it makes the other half rougher,
-    where a real stamp, measured so, makes them smoother."""
+    where a real stamp, measured so, makes them smoother (or it is all specks too small to judge,
+    dropped: then it changes nothing)."""
     stamped, clean = stamped_set
     clean = [(np.rint(c * 255) / 255).astype(np.float32) for c in clean[:12]]
     assert held_out_gain(np.stack(stamped[:12]), steps=300) > 0.1
-    assert held_out_gain(np.stack(clean), steps=300) < 0
+    assert held_out_gain(np.stack(clean), steps=300) <= 0
     found = estimate_profile(clean)
     assert not found.found and not found.usable
     assert found.summary().startswith("no watermark shared by the 12 pictures was found"), found.summary()
