@@ -283,20 +283,27 @@ def test_docker_lists_the_workers_models_and_sends_the_one_chosen(monkeypatch):
         app.writeSetting("kirei", "model", "kirei-2")
 
 
-def test_the_mask_check_box_is_saved_and_asks_the_worker_where_krita_can_make_masks(monkeypatch):
-    """Krita 5.2+ (Document.createTransparencyMask): the box is offered, its state saved and sent
-    in the job's header; Krita 5.1 (the stubs, like it, have no such call): the box is greyed out
-    and nothing is asked, whatever was saved."""
+def _headers_of_a_run(monkeypatch, seed):
+    """The docker class, the Krita app and the list that will hold each request's header, with a
+    small document active and the watermark mode "none"."""
     from kirei import kirei_client
     KireiDocker, _ = _plugin()
     app = krita.Krita.instance()
     headers = []
     real_pack = kirei_client.pack
     monkeypatch.setattr(kirei_client, "pack", lambda header, blobs=(): headers.append(header) or real_pack(header, blobs))
-    d, _ = _doc(32, 24, seed=9)
+    d, _ = _doc(32, 24, seed=seed)
     d.setActiveNode(d.nodeByName("Background"))
     app.setActiveDocument(d)
     app.writeSetting("kirei", "mode", "none")
+    return KireiDocker, app, headers
+
+
+def test_the_mask_check_box_is_saved_and_asks_the_worker_where_krita_can_make_masks(monkeypatch):
+    """Krita 5.2+ (Document.createTransparencyMask): the box is offered, its state saved and sent
+    in the job's header; Krita 5.1 (the stubs, like it, have no such call): the box is greyed out
+    and nothing is asked, whatever was saved."""
+    KireiDocker, app, headers = _headers_of_a_run(monkeypatch, 9)
     try:
         app.writeSetting("kirei", "matte", "True")
         docker = KireiDocker()
@@ -319,16 +326,7 @@ def test_the_mask_check_box_is_saved_and_asks_the_worker_where_krita_can_make_ma
 def test_the_best_quality_box_is_saved_and_asks_the_worker_for_eight_views(monkeypatch):
     """Checked, the box is saved and the job's header asks for "tta": true; unchecked, the header
     says nothing and the worker decides."""
-    from kirei import kirei_client
-    KireiDocker, _ = _plugin()
-    app = krita.Krita.instance()
-    headers = []
-    real_pack = kirei_client.pack
-    monkeypatch.setattr(kirei_client, "pack", lambda header, blobs=(): headers.append(header) or real_pack(header, blobs))
-    d, _ = _doc(32, 24, seed=10)
-    d.setActiveNode(d.nodeByName("Background"))
-    app.setActiveDocument(d)
-    app.writeSetting("kirei", "mode", "none")
+    KireiDocker, app, headers = _headers_of_a_run(monkeypatch, 10)
     try:
         docker = KireiDocker()
         assert not docker.best.isChecked() and not docker.controller.best
