@@ -69,6 +69,14 @@ def _choice(header, key, choices, default=None):
     return v
 
 
+def _flag(header, key, default=None):
+    """true or false, or the default where the header doesn't say (None: the worker decides)."""
+    v = header.get(key, default)
+    if v is not default and not isinstance(v, bool):
+        raise BadRequest(400, f"'{key}' must be true or false, got {v!r}")
+    return v
+
+
 def _model(header, models):
     """The job's model: one of `models` (the installed ones), or the default. The default is taken
     even when its weights are missing or damaged: the job then runs the classic method, as a job
@@ -105,15 +113,7 @@ def parse_job(body, max_pixels, models=()):
             or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or abs(v) > 1 << 24 for v in offset)):
         raise BadRequest(400, f"'offset' must be [x, y] in whole pixels, got {offset!r}")
     tile = _int(header, "tile", MIN_TILE, MAX_TILE) if "tile" in header else None
-    jpeg = header.get("jpeg")
-    if jpeg is not None and not isinstance(jpeg, bool):
-        raise BadRequest(400, f"'jpeg' must be true or false, got {jpeg!r}")
-    matte = header.get("matte", False)
-    if not isinstance(matte, bool):
-        raise BadRequest(400, f"'matte' must be true or false, got {matte!r}")
-    tta = header.get("tta")
-    if tta is not None and not isinstance(tta, bool):
-        raise BadRequest(400, f"'tta' must be true or false, got {tta!r}")
+    jpeg, matte, tta = _flag(header, "jpeg"), _flag(header, "matte", False), _flag(header, "tta")
     image_size = None
     if "image_size" in header:
         image_size = header["image_size"]
