@@ -123,6 +123,19 @@ def test_content_that_recurs_is_not_taken_for_the_stamp(kind):
 SMALL = (117, 165)
 
 
+def test_the_redescending_pass_measures_the_stamp_more_exactly(monkeypatch):
+    """Where a picture has an edge of its own beside the stamp's, |x| still pulls the stamp towards
+    it; the second, redescending pass lets such pairs go. Measured again with the convex loss in
+    both passes, the same set's opacity is further off (0.0064 against 0.0044)."""
+    import core.estimate as estimate
+    hs = hard_set("sprite", "white-outline", size=SMALL)
+    on = hs.alpha > 0.01
+    error = lambda: float(np.abs(estimate_profile(hs.stamped).profile.alpha - hs.alpha)[on].mean())
+    redescending = error()
+    monkeypatch.setattr(estimate, "_cauchy", lambda scale: estimate._charbonnier)
+    assert redescending < 0.8 * error(), redescending
+
+
 def test_a_letter_that_crosses_a_frame_every_picture_shares_is_continued_into_it():
     """Over a studio's frame, which every picture shows the same, the set can't measure the stamp;
     left out there, the letters that cross the frame stay printed on every picture. They are
