@@ -7,8 +7,8 @@ the ringing for part of the stamp and the noise for its texture (public set, q85
 upscales; the clean x2 picture reduced back by 2x2 averaging is the picture without them (opacity
 error 0.0031, 0.45 dB behind). The stamp is part of the picture to the body, so it stays. As for
 any JPEG input, the body runs on the 8 flips and turns of previews (pipeline.auto_tta): less of
-JPEG's noise is left to the measurement (the public jpeg case +0.04 dB, for 2.7 s a picture
-instead of 0.3 on 2 CPU cores).
+JPEG's noise is left to the measurement (the public jpeg case +0.04 dB, for about 5 s a picture
+of 233x330 instead of under 1 on 2 CPU cores).
 """
 import numpy as np
 
