@@ -8,7 +8,8 @@ Every picture is J_k = a*W + (1-a)*I_k with the same opacity a and colour W. Thr
    it (a few such pictures in a folder are common).
 3. Opacity and colour are refined jointly over the set: the recovered pictures
    I_k = (J_k - a*W)/(1-a) must be natural, i.e. neighbouring pixels agree in every picture
-   except where the picture itself has an edge (a robust loss), with a piecewise-smooth a and W.
+   except where the picture itself has an edge (a robust loss, then a redescending one that lets
+   such pairs go), with a piecewise-smooth a and W.
    Where every picture shows the same thing (a studio's frame), the stamp measured beside it is
    continued a few pixels in, never stronger than beside it; and each connected part of what
    was measured is kept only if removing it makes (nearly) every picture smoother along its edges.
@@ -245,8 +246,8 @@ def _objective(jp, jq, ap, aq, wp, wq, weight, smooth, penalty=_charbonnier):
 # a poor start); its scale follows the set's noise, REDESCEND_SCALE times the median residual
 # (JPEG's leftovers after cleaning), never below REDESCEND_FLOOR, about 8-bit rounding's reach
 # between two pixels (flat drawn pictures have a median of 0: a smaller scale takes the faint
-# stamp's own edges for outliers). Public set, diagonal stamp, x2: from PNGs 39.21 -> 39.42 dB
-# (true profile 39.4), from JPEGs 36.26 -> 36.34 (one view).
+# stamp's own edges for outliers). Public set, diagonal stamp, x2: from PNGs 39.21 -> 39.41 dB
+# (the true profile gives 39.48), from JPEGs 36.26 -> 36.34 (one view).
 REDESCEND_SCALE, REDESCEND_FLOOR = 4.0, 0.005
 # ... only where at least this many pictures differ (repeat_weights): where fewer do (a shared
 # background, with a character over it in one or two pictures), theirs are the only evidence that
@@ -272,6 +273,8 @@ def _refine(stack, weights, support, edges, steps, max_lr=0.3, progress=None, ce
     Only the support's pixels are unknowns (opacity is 0 elsewhere), and only the neighbour
     pairs that touch them are evaluated: the cost follows the watermark's area, not the picture's.
     Pairs that touch the stamp's edges (H x W bool) are smoothed less (OFF_EDGE_SMOOTHING).
+    Two passes: `steps` with the convex robust loss, then REDESCEND_SHARE as many with the
+    redescending one, where enough pictures differ (REDESCEND_*).
 
     Each field is a per-pixel part plus bilinear corrections from coarser grids: under strong
     smoothing, Adam's per-pixel steps spread a correction across a letter only slowly; the
